@@ -1,0 +1,21 @@
+"""The `aegis` command. Sub-groups live in their own modules."""
+
+from __future__ import annotations
+
+import click
+
+from aegis import __version__
+from aegis.cli.policy import policy_group
+
+
+@click.group()
+@click.version_option(__version__, prog_name="aegis")
+def cli() -> None:
+    """Aegis: runtime policy and observability gateway for AI agents."""
+
+
+cli.add_command(policy_group)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,278 @@
+"""`aegis policy ...`: validate, test, explain, eval and schema.
+
+Exit codes (documented in docs/cli.md, stable for CI jobs):
+
+    0  success: valid policy, every test passed, a decision was printed
+    1  the check failed: compile errors (or warnings with --strict), failing tests
+    2  usage error (bad flags or arguments; click's own code)
+    3  an input could not be used: unreadable policy for test/eval/explain,
+       a malformed call, an invalid test suite
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from aegis.core.call import parse_call
+from aegis.errors import CallError, Diagnostic, ErrorCode, PolicyLoadError, Severity
+from aegis.policy.compiler import load_policy
+from aegis.policy.engine import decide
+from aegis.policy.reference import reference_evaluate
+from aegis.policy.schema import policy_json_schema
+from aegis.policy.testing import run_suites
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INPUT = 3
+
+_paths = click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path)
+)
+_json_flag = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _console(err: bool = False) -> Console:
+    return Console(stderr=err, highlight=False, soft_wrap=True)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def _print_diagnostics(diags: tuple[Diagnostic, ...] | list[Diagnostic], console: Console) -> None:
+    for d in diags:
+        style = "red" if d.severity is Severity.ERROR else "yellow"
+        console.print(
+            f"{d.file}:{d.line}:{d.column}: [{style}]{d.severity}[/{style}] "
+            f"[bold]{d.code}[/bold] {d.message}",
+            markup=True,
+        )
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        now = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint="--now") from None
+    return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+
+def _read_call(source: str) -> Any:
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CallError(
+                ErrorCode.CALL_INVALID_JSON,
+                f"not JSON or YAML: {exc}",
+            ) from None
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Author, check and exercise policies."""
+
+
+@policy_group.command("validate")
+@_paths
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+@_json_flag
+def validate_cmd(paths: tuple[Path, ...], strict: bool, as_json: bool) -> None:
+    """Compile policy files or folders and report every error and warning."""
+    try:
+        compiled = load_policy(list(paths))
+    except PolicyLoadError as exc:
+        if as_json:
+            _emit_json({"valid": False, "diagnostics": [d.to_dict() for d in exc.diagnostics]})
+        else:
+            _print_diagnostics(exc.diagnostics, _console(err=True))
+            errors = sum(1 for d in exc.diagnostics if d.severity is Severity.ERROR)
+            _console(err=True).print(f"[red]{errors} error(s)[/red]")
+        sys.exit(EXIT_FAILED)
+    warnings = compiled.warnings
+    if as_json:
+        _emit_json(
+            {
+                "valid": not (strict and warnings),
+                "policy_version": compiled.version,
+                "bundle_hash": compiled.bundle_hash,
+                "rules": len(compiled.rules),
+                "files": list(compiled.sources),
+                "diagnostics": [d.to_dict() for d in warnings],
+            }
+        )
+    else:
+        _print_diagnostics(warnings, _console(err=True))
+        _console().print(
+            f"[green]ok[/green] {len(compiled.rules)} rules in {len(compiled.sources)} file(s), "
+            f"version {compiled.version}, {compiled.bundle_hash}"
+            + (f", {len(warnings)} warning(s)" if warnings else "")
+        )
+    sys.exit(EXIT_FAILED if strict and warnings else EXIT_OK)
+
+
+@policy_group.command("test")
+@_paths
+@click.option("--now", help="Default clock for cases without one (ISO 8601).")
+@click.option("-v", "--verbose", is_flag=True, help="List passing cases too.")
+@_json_flag
+def test_cmd(paths: tuple[Path, ...], now: str | None, verbose: bool, as_json: bool) -> None:
+    """Run *.test.yaml suites (calls and the decisions they must get)."""
+    run = run_suites(list(paths), default_now=_parse_now(now) if now else None)
+    if as_json:
+        _emit_json(
+            {
+                "passed": run.passed,
+                "failed": run.failed,
+                "errors": [d.to_dict() for d in run.errors],
+                "results": [r.to_dict() for r in run.results],
+            }
+        )
+    else:
+        out, err = _console(), _console(err=True)
+        _print_diagnostics(run.errors, err)
+        for r in run.results:
+            if r.passed and verbose:
+                out.print(f"[green]PASS[/green] {r.suite}: {r.name}")
+            elif not r.passed:
+                out.print(f"[red]FAIL[/red] {r.suite}: {r.name}")
+                for problem in r.problems:
+                    out.print(f"     {problem}", markup=False)
+        out.print(f"{run.passed} passed, {run.failed} failed")
+    if run.errors:
+        sys.exit(EXIT_INPUT)
+    sys.exit(EXIT_FAILED if run.failed else EXIT_OK)
+
+
+def _load_for_call(policy: tuple[Path, ...]) -> Any:
+    try:
+        return load_policy(list(policy))
+    except PolicyLoadError as exc:
+        _print_diagnostics(exc.diagnostics, _console(err=True))
+        sys.exit(EXIT_INPUT)
+
+
+def _call_or_exit(source: str, as_json: bool) -> Any:
+    try:
+        return parse_call(_read_call(source))
+    except CallError as exc:
+        if as_json:
+            _emit_json({"error": exc.to_dict()})
+        else:
+            _console(err=True).print(f"[red]invalid call[/red] {exc}", markup=True)
+        sys.exit(EXIT_INPUT)
+    except OSError as exc:
+        _console(err=True).print(f"cannot read {source}: {exc.strerror}", markup=False)
+        sys.exit(EXIT_INPUT)
+
+
+_policy_opt = click.option(
+    "-p",
+    "--policy",
+    "policy",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Policy file or folder (repeatable).",
+)
+
+
+@policy_group.command("eval")
+@_policy_opt
+@click.argument("call", default="-")
+@click.option("--now", help="Clock for the decision (ISO 8601); default: now.")
+@_json_flag
+def eval_cmd(policy: tuple[Path, ...], call: str, now: str | None, as_json: bool) -> None:
+    """Decide one call (JSON or YAML, from a file or '-' for stdin)."""
+    compiled = _load_for_call(policy)
+    tool_call = _call_or_exit(call, as_json)
+    decision = decide(compiled, tool_call, _parse_now(now))
+    if as_json:
+        _emit_json(decision.to_dict())
+        return
+    colour = {"allow": "green", "sanitize": "cyan", "approval_needed": "yellow", "deny": "red"}[
+        str(decision.outcome)
+    ]
+    c = _console()
+    c.print(f"[bold {colour}]{decision.outcome}[/bold {colour}]  {decision.reason}")
+    c.print(
+        f"code {decision.code}  rules {list(decision.rule_ids)}  version {decision.policy_version}"
+    )
+    if decision.redactions:
+        c.print("redacted " + ", ".join(f"{r.path} ({r.detector})" for r in decision.redactions))
+    if decision.approval:
+        a = decision.approval
+        c.print(f"approval by {a.group} via {a.channel or '-'} within {a.ttl_seconds}s")
+    if decision.shadow:
+        c.print(f"shadow would be {decision.shadow.outcome} {list(decision.shadow.rule_ids)}")
+
+
+@policy_group.command("explain")
+@_policy_opt
+@click.argument("call", default="-")
+@click.option("--now", help="Clock for the decision (ISO 8601); default: now.")
+@_json_flag
+def explain_cmd(policy: tuple[Path, ...], call: str, now: str | None, as_json: bool) -> None:
+    """Show every rule: whether it matched this call and, if not, why not."""
+    compiled = _load_for_call(policy)
+    tool_call = _call_or_exit(call, as_json)
+    at = _parse_now(now)
+    decision = decide(compiled, tool_call, at)
+    ref = reference_evaluate(compiled, tool_call, at)
+    if as_json:
+        _emit_json(
+            {
+                "decision": decision.to_dict(),
+                "rules": [
+                    {
+                        "rule_id": t.rule_id,
+                        "effect": t.effect,
+                        "mode": t.mode,
+                        "matched": t.matched,
+                        "why": t.why,
+                        "file": t.file,
+                        "line": t.line,
+                    }
+                    for t in ref.traces
+                ],
+            }
+        )
+        return
+    table = Table(title=f"{decision.outcome}: {decision.reason}")
+    for col in ("rule", "effect", "mode", "matched", "why", "where"):
+        table.add_column(col)
+    for t in ref.traces:
+        table.add_row(
+            t.rule_id,
+            t.effect,
+            t.mode,
+            "[green]yes[/green]" if t.matched else "no",
+            t.why,
+            f"{t.file}:{t.line}",
+        )
+    _console().print(table)
+
+
+@policy_group.command("schema")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to a file.")
+def schema_cmd(output: Path | None) -> None:
+    """Print the JSON Schema of the policy language (for editors)."""
+    text = json.dumps(policy_json_schema(), indent=2, sort_keys=True) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,150 @@
+"""`Decision`: the core's answer for one ToolCall, with everything DESIGN.md §3 names.
+
+Outcomes rank deny > approval_needed > sanitize > allow. A Decision never carries
+a secret value: redactions name the field path and the detector, and the
+sanitized params hold the replacement markers, not what they replaced.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from aegis.core.call import Params
+from aegis.errors import ErrorCode
+
+
+class Outcome(StrEnum):
+    ALLOW = "allow"
+    SANITIZE = "sanitize"
+    APPROVAL_NEEDED = "approval_needed"
+    DENY = "deny"
+
+    @property
+    def rank(self) -> int:
+        """Higher wins (DESIGN.md §3 precedence)."""
+        return _RANK[self]
+
+    @property
+    def permits(self) -> bool:
+        """True when the call may proceed now (possibly rewritten)."""
+        return self is Outcome.ALLOW or self is Outcome.SANITIZE
+
+
+_RANK = {Outcome.ALLOW: 0, Outcome.SANITIZE: 1, Outcome.APPROVAL_NEEDED: 2, Outcome.DENY: 3}
+
+
+class Mode(StrEnum):
+    """Per-rule (and later per-bundle) mode: enforce, or only record what would happen."""
+
+    ENFORCE = "enforce"
+    SHADOW = "shadow"
+
+
+class FailMode(StrEnum):
+    """What a door answers when it could not decide (DESIGN.md §3 fail modes)."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class Redaction:
+    """One redacted span or field: where (a params path) and why (detector or "field")."""
+
+    path: str
+    detector: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "detector": self.detector}
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequirement:
+    """Who must approve an approval_needed call, where to ask, and how long it may wait."""
+
+    group: str
+    channel: str | None
+    ttl_seconds: int
+    rule_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "channel": self.channel,
+            "ttl_seconds": self.ttl_seconds,
+            "rule_id": self.rule_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowResult:
+    """What shadow rules would have decided, recorded only when it differs from live."""
+
+    outcome: Outcome
+    rule_ids: tuple[str, ...]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": str(self.outcome),
+            "rule_ids": list(self.rule_ids),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The core's answer. ``code`` is the stable reason code (``decision.*``)."""
+
+    outcome: Outcome
+    reason: str
+    code: ErrorCode
+    rule_ids: tuple[str, ...]
+    policy_version: str
+    bundle_hash: str
+    decision_id: str
+    redactions: tuple[Redaction, ...] = ()
+    sanitized_params: Params | None = None
+    approval: ApprovalRequirement | None = None
+    retry_after: float | None = None
+    shadow: ShadowResult | None = None
+
+    @property
+    def permits(self) -> bool:
+        return self.outcome.permits
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: the body every door returns (DESIGN.md §3 error model)."""
+        return {
+            "decision_id": self.decision_id,
+            "outcome": str(self.outcome),
+            "code": str(self.code),
+            "reason": self.reason,
+            "rule_ids": list(self.rule_ids),
+            "policy_version": self.policy_version,
+            "bundle_hash": self.bundle_hash,
+            "redactions": [r.to_dict() for r in self.redactions],
+            "sanitized_params": self.sanitized_params,
+            "approval": self.approval.to_dict() if self.approval else None,
+            "retry_after": self.retry_after,
+            "shadow": self.shadow.to_dict() if self.shadow else None,
+        }
+
+
+def new_decision_id(now: datetime, rng: random.Random | None = None) -> str:
+    """A UUIDv7 (RFC 9562 §5.7): unix-ms timestamp then 74 random bits.
+
+    Time-ordered so audit stores index well.
+    """
+    ms = int(now.timestamp() * 1000) & ((1 << 48) - 1)
+    # The stdlib's shared PRNG: ids need uniqueness across replicas, not secrecy.
+    bits = rng.getrandbits(74) if rng is not None else random.getrandbits(74)
+    rand_a = bits >> 62  # 12 bits
+    rand_b = bits & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -1,0 +1,176 @@
+"""Every error Aegis reports, and its stable code.
+
+Codes are part of the public contract: callers, CI jobs and SIEM rules match on
+them, so a code is never renamed or reused once released. Messages may change.
+
+The hierarchy::
+
+    AegisError
+    ├── CallError             a ToolCall that cannot be decided (malformed input)
+    ├── PolicyLoadError       a policy set that does not compile (carries diagnostics)
+    ├── HostPatternError      a host or URL pattern that cannot be used
+    └── PatternError          a regular expression RE2 cannot run, or too large
+
+Codes are grouped by prefix:
+
+* ``call.*``      -- the call itself is malformed; never allowed.
+* ``policy.*``    -- compile-time errors and warnings about a policy set.
+* ``decision.*``  -- why a decision came out as it did (deny reasons).
+* ``test.*``      -- `aegis policy test` suite problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Stable machine-readable codes. See docs/errors.md for each one."""
+
+    # -- the call ---------------------------------------------------------------
+    CALL_NOT_AN_OBJECT = "call.not_an_object"
+    CALL_MISSING_FIELD = "call.missing_field"
+    CALL_UNKNOWN_FIELD = "call.unknown_field"
+    CALL_INVALID_TYPE = "call.invalid_type"
+    CALL_INVALID_VALUE = "call.invalid_value"
+    CALL_TOO_DEEP = "call.too_deep"
+    CALL_TOO_LARGE = "call.too_large"
+    CALL_INVALID_NUMBER = "call.invalid_number"
+    CALL_INVALID_JSON = "call.invalid_json"
+
+    # -- policy: parse stage ----------------------------------------------------
+    POLICY_IO = "policy.io_error"
+    POLICY_FILE_TOO_LARGE = "policy.file_too_large"
+    POLICY_YAML_SYNTAX = "policy.yaml_syntax"
+    POLICY_JSON_SYNTAX = "policy.json_syntax"
+    POLICY_YAML_ALIAS = "policy.yaml_alias"
+    POLICY_YAML_TAG = "policy.yaml_tag"
+    POLICY_TOO_DEEP = "policy.too_deep"
+    POLICY_DUPLICATE_KEY = "policy.duplicate_key"
+    POLICY_MULTIPLE_DOCUMENTS = "policy.multiple_documents"
+    POLICY_EMPTY = "policy.empty"
+    POLICY_NO_FILES = "policy.no_files"
+
+    # -- policy: validate stage -------------------------------------------------
+    POLICY_UNKNOWN_FIELD = "policy.unknown_field"
+    POLICY_MISSING_FIELD = "policy.missing_field"
+    POLICY_INVALID_TYPE = "policy.invalid_type"
+    POLICY_INVALID_VALUE = "policy.invalid_value"
+    POLICY_UNSUPPORTED_VERSION = "policy.unsupported_version"
+
+    # -- policy: resolve stage --------------------------------------------------
+    POLICY_DUPLICATE_ID = "policy.duplicate_id"
+    POLICY_INVALID_REGEX = "policy.invalid_regex"
+    POLICY_REGEX_TOO_LONG = "policy.regex_too_long"
+    POLICY_INVALID_GLOB = "policy.invalid_glob"
+    POLICY_INVALID_PATH = "policy.invalid_path"
+    POLICY_INVALID_HOST_PATTERN = "policy.invalid_host_pattern"
+    POLICY_PUBLIC_SUFFIX_WILDCARD = "policy.public_suffix_wildcard"
+    POLICY_INVALID_CIDR = "policy.invalid_cidr"
+    POLICY_INVALID_TIME_WINDOW = "policy.invalid_time_window"
+    POLICY_INVALID_TIMEZONE = "policy.invalid_timezone"
+    POLICY_INVALID_DURATION = "policy.invalid_duration"
+    POLICY_WRITE_FAIL_OPEN = "policy.write_fail_open"
+    POLICY_UNKNOWN_DETECTOR = "policy.unknown_detector"
+    POLICY_MISSING_OBLIGATION = "policy.missing_obligation"
+    POLICY_UNEXPECTED_OBLIGATION = "policy.unexpected_obligation"
+    POLICY_INVALID_OPERATOR = "policy.invalid_operator"
+    POLICY_TOO_MANY_RULES = "policy.too_many_rules"
+
+    # -- policy: check stage (warnings) -----------------------------------------
+    POLICY_RULE_NEVER_FIRES = "policy.rule_never_fires"
+    POLICY_RULE_UNREACHABLE = "policy.rule_unreachable"
+    POLICY_ALWAYS_ALLOW = "policy.always_allow"
+    POLICY_DEFAULT_ALLOW = "policy.default_allow"
+    POLICY_UNKNOWN_TOOL = "policy.unknown_tool"
+    POLICY_UNKNOWN_AGENT = "policy.unknown_agent"
+
+    # -- decisions --------------------------------------------------------------
+    DECISION_ALLOWED = "decision.allowed"
+    DECISION_SANITIZED = "decision.sanitized"
+    DECISION_DENIED_BY_RULE = "decision.denied_by_rule"
+    DECISION_DEFAULT_DENY = "decision.default_deny"
+    DECISION_APPROVAL_REQUIRED = "decision.approval_required"
+    DECISION_DEFAULT_ALLOW = "decision.default_allow"
+
+    # -- policy test suites -----------------------------------------------------
+    TEST_INVALID_SUITE = "test.invalid_suite"
+    TEST_NO_SUITES = "test.no_suites"
+
+
+class AegisError(Exception):
+    """Base of every error Aegis raises on purpose. Always carries a code."""
+
+    code: ErrorCode
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class CallError(AegisError):
+    """The ToolCall is malformed. A malformed call is refused, never allowed."""
+
+    def __init__(self, code: ErrorCode, message: str, path: str = "") -> None:
+        super().__init__(code, message)
+        self.path = path
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": str(self.code), "message": self.message, "path": self.path}
+
+
+class HostPatternError(AegisError):
+    """A host pattern, URL pattern or CIDR in a policy cannot be used."""
+
+
+class PatternError(AegisError):
+    """A regular expression is not valid RE2, or exceeds the size limit."""
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One compiler finding, located in its source file (1-based line and column)."""
+
+    code: ErrorCode
+    message: str
+    severity: Severity = Severity.ERROR
+    file: str = "<input>"
+    line: int = 0
+    column: int = 0
+    rule_id: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "code": str(self.code),
+            "severity": str(self.severity),
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "rule_id": self.rule_id,
+        }
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.severity} {self.code}: {self.message}"
+
+
+class PolicyLoadError(AegisError):
+    """A policy set does not compile. ``diagnostics`` holds every error at once."""
+
+    def __init__(self, diagnostics: tuple[Diagnostic, ...]) -> None:
+        errors = [d for d in diagnostics if d.severity is Severity.ERROR]
+        first = errors[0] if errors else diagnostics[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(first.code, f"{first}{more}")
+        self.diagnostics = diagnostics

@@ -1,0 +1,132 @@
+"""The evaluator: ``decide(compiled, call, now) -> Decision``. Pure: no I/O, no clock.
+
+Precedence is DESIGN.md §3's deny > approval_needed > sanitize > allow, whatever
+the order of the rules; a call no rule permits gets the policy's default
+outcome (deny unless a policy says otherwise). Within an effect, source order
+picks the deciding rule: the first matching deny or approval rule decides, all
+matching sanitize rules combine their redactions. Redactions also ride along
+with approval_needed, so the call that is finally approved goes out sanitized.
+
+Shadow rules are evaluated beside the live ones: the live outcome comes from
+enforce rules only; when enforce + shadow would decide differently, the
+Decision carries that would-be outcome in ``shadow`` and nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from aegis.core.call import Params, ToolCall
+from aegis.core.decision import Decision, Outcome, Redaction, ShadowResult, new_decision_id
+from aegis.dlp import combine
+from aegis.errors import ErrorCode
+from aegis.policy.compiled import Candidates, CompiledPolicy, CompiledRule
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    outcome: Outcome
+    deciding: tuple[CompiledRule, ...]
+    sanitizers: tuple[CompiledRule, ...]
+
+
+def _applies(rule: CompiledRule, call: ToolCall, now: datetime) -> bool:
+    if not rule.scope_applies(call):
+        return False
+    return rule.when is None or rule.when(call, now)
+
+
+def _evaluate(c: Candidates, call: ToolCall, now: datetime) -> _Verdict | None:
+    for rule in c.deny:
+        if _applies(rule, call, now):
+            return _Verdict(Outcome.DENY, (rule,), ())
+    approval = next((r for r in c.approval if _applies(r, call, now)), None)
+    sanitizers = tuple(r for r in c.sanitize if _applies(r, call, now))
+    if approval is not None:
+        return _Verdict(Outcome.APPROVAL_NEEDED, (approval,), sanitizers)
+    if sanitizers:
+        return _Verdict(Outcome.SANITIZE, sanitizers, sanitizers)
+    for rule in c.allow:
+        if _applies(rule, call, now):
+            return _Verdict(Outcome.ALLOW, (rule,), ())
+    return None
+
+
+def decide(
+    policy: CompiledPolicy, call: ToolCall, now: datetime, *, decision_id: str | None = None
+) -> Decision:
+    """Decide one call. ``now`` must be timezone-aware (time windows use it)."""
+    kind = policy.kind_of(call)
+    cands = policy.candidates(call.tenant, call.tool, call.phase, kind)
+    verdict = _evaluate(cands, call, now)
+    shadow: ShadowResult | None = None
+    if cands.shadow is not None:
+        would = _evaluate(cands.shadow, call, now)
+        would_outcome = would.outcome if would else policy.defaults.outcome
+        live_outcome = verdict.outcome if verdict else policy.defaults.outcome
+        if would_outcome is not live_outcome:
+            shadow = ShadowResult(
+                outcome=would_outcome,
+                rule_ids=tuple(r.id for r in would.deciding) if would else (),
+                reason=would.deciding[0].reason if would else policy.defaults.reason,
+            )
+    return _build_decision(policy, call, verdict, shadow, decision_id or new_decision_id(now))
+
+
+_CODES = {
+    Outcome.DENY: ErrorCode.DECISION_DENIED_BY_RULE,
+    Outcome.APPROVAL_NEEDED: ErrorCode.DECISION_APPROVAL_REQUIRED,
+    Outcome.SANITIZE: ErrorCode.DECISION_SANITIZED,
+    Outcome.ALLOW: ErrorCode.DECISION_ALLOWED,
+}
+_DEFAULT_CODES = {
+    Outcome.DENY: ErrorCode.DECISION_DEFAULT_DENY,
+    Outcome.APPROVAL_NEEDED: ErrorCode.DECISION_APPROVAL_REQUIRED,
+    Outcome.ALLOW: ErrorCode.DECISION_DEFAULT_ALLOW,
+}
+
+
+def _build_decision(
+    policy: CompiledPolicy,
+    call: ToolCall,
+    verdict: _Verdict | None,
+    shadow: ShadowResult | None,
+    decision_id: str,
+) -> Decision:
+    if verdict is None:
+        d = policy.defaults
+        return Decision(
+            outcome=d.outcome,
+            reason=d.reason,
+            code=_DEFAULT_CODES[d.outcome],
+            rule_ids=(),
+            policy_version=policy.version,
+            bundle_hash=policy.bundle_hash,
+            decision_id=decision_id,
+            approval=d.approval if d.outcome is Outcome.APPROVAL_NEEDED else None,
+            shadow=shadow,
+        )
+    redactions: tuple[Redaction, ...] = ()
+    sanitized: Params | None = None
+    if verdict.sanitizers:
+        redactors = [r.redactor for r in verdict.sanitizers if r.redactor is not None]
+        redactor = redactors[0] if len(redactors) == 1 else combine(redactors)
+        sanitized, redactions = redactor.apply(call.params)
+    first = verdict.deciding[0]
+    rule_ids = tuple(r.id for r in verdict.deciding)
+    if verdict.outcome is Outcome.APPROVAL_NEEDED and verdict.sanitizers:
+        rule_ids += tuple(r.id for r in verdict.sanitizers)
+    return Decision(
+        outcome=verdict.outcome,
+        reason=first.reason,
+        code=_CODES[verdict.outcome],
+        rule_ids=rule_ids,
+        policy_version=policy.version,
+        bundle_hash=policy.bundle_hash,
+        decision_id=decision_id,
+        redactions=redactions,
+        sanitized_params=sanitized,
+        approval=first.approval if verdict.outcome is Outcome.APPROVAL_NEEDED else None,
+        shadow=shadow,
+    )
