@@ -56,10 +56,12 @@ def test_contains_host(private: CidrSet) -> None:
     for value in ["http://2130706433/", "http://0x7f.1/", "http://0177.0.0.1/",
                   "http://[::ffff:127.0.0.1]/", "http://10.1.2.3:8080/", "[::1]:22"]:  # fmt: skip
         host = parse_url_host(value) or parse_destination(value)
-        assert host is not None and private.contains_host(host), value
+        assert host is not None, value
+        assert private.contains_host(host), value
     for value in ["http://localhost/", "http://8.8.8.8/", "redis://10.0.0.1/", "example.com"]:
         host = parse_url_host(value) or parse_destination(value)
-        assert host is not None and not private.contains_host(host), value
+        assert host is not None, value
+        assert not private.contains_host(host), value
 
 
 def test_len_and_networks(private: CidrSet) -> None:

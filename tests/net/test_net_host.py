@@ -38,10 +38,13 @@ def test_parse_url_host(url: str, name: str, kind: HostKind, port: int | None) -
 def test_ip_hosts_carry_their_address() -> None:
     v4 = parse_url_host("http://10.0.0.1/")
     v6 = parse_url_host("http://[::1]/")
-    assert v4 is not None and v4.ip == IPv4Address("10.0.0.1")
-    assert v6 is not None and v6.ip == IPv6Address("::1")
+    assert v4 is not None
+    assert v4.ip == IPv4Address("10.0.0.1")
+    assert v6 is not None
+    assert v6.ip == IPv6Address("::1")
     domain = parse_url_host("http://example.com/")
-    assert domain is not None and domain.ip is None
+    assert domain is not None
+    assert domain.ip is None
 
 
 def test_relative_url_with_base() -> None:
@@ -81,7 +84,9 @@ def test_match_name_strips_one_trailing_dot() -> None:
         ("[::1]", Host("[::1]", HostKind.IPV6, IPv6Address("::1"), None)),
         ("https://api.example.com/v1", Host("api.example.com", HostKind.DOMAIN, None, 443)),
         ("HTTP://api.example.com:81", Host("api.example.com", HostKind.DOMAIN, None, 81)),
-        ("ssh://git@host.example", Host("host.example", HostKind.OPAQUE, None, None)),
+        # Opaque hosts are re-read as network hosts: a destination is an endpoint.
+        ("ssh://git@HOST.example", Host("host.example", HostKind.DOMAIN, None, None)),
+        ("redis://10.0.0.1:6379", Host("10.0.0.1", HostKind.IPV4, IPv4Address("10.0.0.1"), 6379)),
     ],
 )
 def test_parse_destination(value: str, expected: Host) -> None:

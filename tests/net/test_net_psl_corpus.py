@@ -24,8 +24,8 @@ def _value(token: str) -> str | None:
 
 def _checks(path: Path) -> list[tuple[str | None, str | None]]:
     checks = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
         if not line.startswith("checkPublicSuffix("):
             continue  # blank, or a comment (including commented-out checks)
         match = _CHECK.fullmatch(line)

@@ -62,18 +62,33 @@ def test_userinfo_and_delimiters(url: str, real_host: str | None, allow: HostSet
     if real_host is None:
         assert host is None
         return
-    assert host is not None and host.name == real_host
+    assert host is not None
+    assert host.name == real_host
     if real_host == "evil.com":
         assert not allow.matches(host)
 
 
-@pytest.mark.parametrize(
-    "value",
-    ["allowed.com@evil.com", "user:pw@evil.com", "allowed.com:443@evil.com", "evil.com/allowed.com",
-     "evil.com\\allowed.com", "evil.com?allowed.com", "evil.com#allowed.com", "evil.com allowed.com",
-     "evil.com\tallowed.com", "evil.com\r\n", "\x00evil.com", "evil.com\x7f", "evil.com\u2028",
-     "evil.com\u00a0", "evil.com\u3000", "https:evil.com"],
-)  # fmt: skip
+SMUGGLING = [
+    "allowed.com@evil.com",
+    "user:pw@evil.com",
+    "allowed.com:443@evil.com",
+    "evil.com/allowed.com",
+    "evil.com\\allowed.com",
+    "evil.com?allowed.com",
+    "evil.com#allowed.com",
+    "evil.com allowed.com",
+    "evil.com\tallowed.com",
+    "evil.com\r\n",
+    "\x00evil.com",
+    "evil.com\x7f",
+    "evil.com\u2028",
+    "evil.com\u00a0",
+    "evil.com\u3000",
+    "https:evil.com",
+]
+
+
+@pytest.mark.parametrize("value", SMUGGLING)
 def test_bare_destination_refuses_smuggling(value: str) -> None:
     assert parse_destination(value) is None
 
@@ -118,7 +133,8 @@ def test_number_looking_domains_are_not_domains() -> None:
 def test_ipv4_mapped_ipv6_against_ipv4_cidr() -> None:
     metadata = CidrSet.parse(["169.254.169.254/32"])
     host = parse_url_host("http://[::ffff:169.254.169.254]/latest/meta-data/")
-    assert host is not None and host.kind is HostKind.IPV6
+    assert host is not None
+    assert host.kind is HostKind.IPV6
     assert metadata.contains_host(host)
     assert not CidrSet.parse(["::1/128"]).contains_host(_parse("127.0.0.1"))
 
@@ -186,11 +202,15 @@ def test_port_restriction(allow: HostSet) -> None:
     assert not allow.matches(_parse("api.partner.com"))  # no scheme, no port: unknown
 
 
-def test_opaque_hosts_match_nothing(allow: HostSet) -> None:
+def test_opaque_hosts_match_nothing_but_destinations_are_endpoints(allow: HostSet) -> None:
     host = parse_url_host("gopher://allowed.com/")
-    assert host is not None and host.kind is HostKind.OPAQUE
+    assert host is not None
+    assert host.kind is HostKind.OPAQUE
     assert not allow.matches(host)
-    assert not CidrSet.parse(["0.0.0.0/0"]).contains_host(_parse("redis://127.0.0.1/"))
+    # A destination is where bytes go: redis://127.0.0.1 must not escape an IP rule,
+    # and an opaque host that is no network host is unparseable.
+    assert CidrSet.parse(["127.0.0.0/8"]).contains_host(_parse("redis://0x7f.1/"))
+    assert parse_destination("foo://a%zz/") is None
 
 
 @pytest.mark.parametrize(
@@ -200,3 +220,40 @@ def test_public_suffix_wildcards_refused(pattern: str, psl: PublicSuffixList) ->
     with pytest.raises(HostPatternError) as caught:
         HostSet.parse(["example.com", pattern], psl)
     assert caught.value.code is ErrorCode.POLICY_PUBLIC_SUFFIX_WILDCARD
+
+
+# -- parse_destination refuses URLs that WHATWG and RFC 3986 clients read differently --
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://allowed.com\\@evil.com/",  # WHATWG: allowed.com; RFC 3986 clients: evil.com
+        "http://evil.com\\@allowed.com/",
+        "https://allowed.com\\.evil.com/",
+        "http://evil.com\t.allowed.com/",  # WHATWG deletes the tab
+        "http://evil.com\n.allowed.com/",
+        "http://allowed.com/\r\nHost: evil.com",
+        "https://allowed.com/\x00",
+    ],
+)
+def test_destination_refuses_parser_differentials(url: str) -> None:
+    assert parse_destination(url) is None
+
+
+def test_destination_keeps_backslash_outside_the_authority(allow: HostSet) -> None:
+    host = parse_destination("https://allowed.com/a\\b?c=\\")
+    assert host is not None
+    assert allow.matches(host)
+    # ...and the WHATWG reading is still available to callers that want it.
+    whatwg = parse_url_host("http://allowed.com\\@evil.com/")
+    assert whatwg is not None
+    assert whatwg.name == "allowed.com"
+
+
+def test_huge_ports_are_refused_not_parsed() -> None:
+    assert parse_destination("example.com:" + "9" * 10_000) is None
+    assert parse_destination("example.com:" + "0" * 10_000 + "443") == Host(
+        "example.com", HostKind.DOMAIN, None, 443
+    )
+    assert parse_url_host("http://example.com:" + "9" * 10_000 + "/") is None

@@ -18,8 +18,6 @@ from aegis.dlp.names import BUILTIN_DETECTOR_NAMES
 
 __all__ = ["BUILTIN_DETECTOR_NAMES", "builtin_detectors"]
 
-_DIGITS = tuple("0123456789")
-
 
 def _make(
     name: str,
@@ -40,16 +38,16 @@ def builtin_detectors() -> Mapping[str, Detector]:
         _make("jwt", jwt.PATTERN, jwt.is_jwt, jwt.HINTS),
         _make("aws_access_key", aws.PATTERN, None, aws.HINTS),
         # Retry: a greedy match can take in a following group and fail the checksum.
-        _make("iban", iban.PATTERN, iban.is_iban, _DIGITS, retry=True),
-        _make("credit_card", card.PATTERN, card.is_card_number, _DIGITS, retry=True),
-        _make("us_ssn", ssn.PATTERN, ssn.is_ssn, _DIGITS),
+        _make("iban", iban.PATTERN, iban.is_iban, retry=True),
+        _make("credit_card", card.PATTERN, card.is_card_number, retry=True),
+        _make("us_ssn", ssn.PATTERN, ssn.is_ssn),
         _make("email", email_address.PATTERN, None, ("@",)),
         _make("ipv4", ip.IPV4_PATTERN, ip.is_ipv4, (".",)),
         _make("ipv6", ip.IPV6_PATTERN, ip.is_ipv6, (":",)),
         _make("ip_address", ip.IP_PATTERN, ip.is_ip, (".", ":")),
         # No retry for the rest: their patterns take a whole token, and a token
         # that fails is not a secret (retrying would find "phones" inside cards).
-        _make("phone", phone.PATTERN, phone.is_phone_number, phone.HINTS),
+        _make("phone", phone.PATTERN, phone.is_phone_number),
     )
     by_name = {d.name: d for d in made}
     assert tuple(by_name) == BUILTIN_DETECTOR_NAMES

@@ -2,16 +2,18 @@
 
 A PAN is written as one run of digits or in groups split by single spaces or
 dashes ("4111 1111 1111 1111", Amex "3782 822463 10005"). The pattern takes any
-such grouping; the validator then demands a plausible issuer/length pair and a
-correct Luhn (mod 10) check digit, which alone rejects 9 of 10 random numbers.
+such grouping that starts with a group of four; the validator then demands a
+plausible issuer/length pair and a correct Luhn (mod 10) check digit, which alone
+rejects 9 of 10 random numbers.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-#: 12-19 digits in groups of at least two, each group at a word boundary.
-PATTERN: Final = r"\b[0-9]{2,19}(?:[ \-][0-9]{2,19}){0,9}\b"
+#: 12-19 digits in one run, or in groups after a first group of four (4-4-4-4,
+#: Amex 4-6-5, Diners 4-6-4, 19-digit 4-4-4-4-3), at word boundaries.
+PATTERN: Final = r"\b(?:[0-9]{12,19}|[0-9]{4}(?:[ \-][0-9]{2,19}){1,7})\b"
 
 #: Allowed PAN lengths by major industry identifier, the first digit (ISO/IEC
 #: 7812-1 §4.2). 1: airlines (UATP, 15 digits); 2-6: banking, travel and

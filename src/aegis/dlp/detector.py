@@ -82,8 +82,10 @@ class Detector:
         return spans if ascii_only else _char_spans(data, spans)
 
     def _may_match(self, text: str) -> bool:
-        hints = self._hints
-        return not hints or any(h in text for h in hints)
+        for hint in self._hints:
+            if hint in text:
+                return True
+        return not self._hints
 
     def _scan_utf8(self, data: bytes, ascii_only: bool) -> list[Span]:
         """Validated spans as byte offsets into ``data`` (UTF-8), in order."""

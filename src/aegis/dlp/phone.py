@@ -25,10 +25,10 @@ _SEP: Final = r"[\x20.\-]"
 PATTERN: Final = (
     # +CC, optionally "(0)" or "(area)"; or "(area)"; or a digit at a word start.
     rf"(?:\B\+[0-9]{{1,3}}(?:{_SEP}?\([0-9]{{1,4}}\))?{_SEP}?|\B\([0-9]{{1,5}}\){_SEP}?|\b)"
-    rf"[0-9]{{1,12}}(?:{_SEP}[0-9]{{1,12}}){{0,6}}"
+    # A run of 7-15 digits, or a group of at most 5 and up to 6 more groups.
+    rf"(?:[0-9]{{7,15}}|[0-9]{{1,5}}(?:{_SEP}[0-9]{{1,12}}){{1,6}})"
     r"(?:\x20?(?i:x|ext\.?|#)\x20?[0-9]{1,6})?\b"
 )
-HINTS: Final = tuple("0123456789")
 
 _MIN_DIGITS: Final = 7
 _MAX_DIGITS: Final = 15

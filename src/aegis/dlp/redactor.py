@@ -28,10 +28,12 @@ from typing import Final
 from aegis.core.call import JsonValue, Params
 from aegis.core.decision import Redaction
 from aegis.core.paths import ParamPath, Segment, render
+from aegis.core.regex import Regex, compile_re2
 from aegis.dlp.detector import Detector
 from aegis.dlp.names import BUILTIN_DETECTOR_NAMES
 from aegis.dlp.overlap import Labelled, resolve
 from aegis.dlp.pathtrie import Active, PathTrie, step
+from aegis.errors import PatternError
 
 FIELD_MARKER: Final = "[REDACTED]"
 FIELD_DETECTOR: Final = "field"
@@ -58,7 +60,15 @@ class Redactor:
     by name), which is the tie-break for overlapping matches of equal length.
     """
 
-    __slots__ = ("_detectors", "_field_trie", "_fields", "_markers", "_scan", "_scan_trie")
+    __slots__ = (
+        "_detectors",
+        "_field_trie",
+        "_fields",
+        "_gate",
+        "_markers",
+        "_scan",
+        "_scan_trie",
+    )
 
     def __init__(
         self,
@@ -77,6 +87,7 @@ class Redactor:
             None if scan is None else tuple(dict.fromkeys(scan))
         )
         self._markers = tuple(marker(d.name).encode("ascii") for d in self._detectors)
+        self._gate = _gate(self._detectors)
         self._field_trie: Active = (PathTrie.build(self._fields),) if self._fields else ()
         self._scan_trie: Active = () if scan is None else (PathTrie.build(self._scan or ()),)
 
@@ -109,7 +120,7 @@ class Redactor:
             scan_all, scan_trie = self._scan is None, self._scan_trie
             if scan_trie and scan_trie[0].leaf:  # an empty scan path: everything
                 scan_all, scan_trie = True, ()
-        walk = _Walk(self._detectors, self._markers)
+        walk = _Walk(self._detectors, self._markers, self._gate)
         out = walk.object(params, self._field_trie, scan_trie, scan_all)
         return out, tuple(Redaction(path, det) for path, det in sorted(walk.records))
 
@@ -117,11 +128,14 @@ class Redactor:
 class _Walk:
     """The state of one :meth:`Redactor.apply`: where we are, and what was redacted."""
 
-    __slots__ = ("detectors", "markers", "path", "records")
+    __slots__ = ("detectors", "gate", "markers", "path", "records")
 
-    def __init__(self, detectors: tuple[Detector, ...], markers: tuple[bytes, ...]) -> None:
+    def __init__(
+        self, detectors: tuple[Detector, ...], markers: tuple[bytes, ...], gate: Regex | None
+    ) -> None:
         self.detectors = detectors
         self.markers = markers
+        self.gate = gate
         self.path: list[Segment] = []
         self.records: set[tuple[str, str]] = set()
 
@@ -198,20 +212,16 @@ class _Walk:
 
     def text(self, text: str) -> str:
         """``text`` itself when nothing matched (no copy), else the redacted string."""
-        data: bytes | None = None
-        ascii_only = True
+        data = text.encode("utf-8")
+        if self.gate is not None and self.gate.search(data) is None:
+            return text
+        ascii_only = len(data) == len(text)
         found: list[Labelled] = []
         for index, detector in enumerate(self.detectors):
-            if not detector._may_match(text):
-                continue
-            if data is None:
-                data = text.encode("utf-8")
-                ascii_only = len(data) == len(text)
-            for start, end in detector._scan_utf8(data, ascii_only):
-                found.append((start, end, index))
+            if detector._may_match(text):
+                found.extend((s, e, index) for s, e in detector._scan_utf8(data, ascii_only))
         if not found:
             return text
-        assert data is not None
         pieces: list[bytes] = []
         last = 0
         rendered = render(self.path)
@@ -222,6 +232,22 @@ class _Walk:
             self.records.add((rendered, self.detectors[index].name))
         pieces.append(data[last:])
         return b"".join(pieces).decode("utf-8")
+
+
+def _gate(detectors: tuple[Detector, ...]) -> Regex | None:
+    """One RE2 program matching wherever any detector's pattern matches.
+
+    Most strings in params hold no candidate at all; one search with the union
+    settles that, instead of one search per detector. The union only gates: the
+    detectors still run one by one, so labels and validation are unchanged. Too
+    large a union (many custom patterns) is not an error -- there is just no gate.
+    """
+    if len(detectors) < 2:
+        return None
+    try:
+        return compile_re2("|".join(f"(?:{d.pattern})" for d in detectors))
+    except PatternError:
+        return None
 
 
 def _copy(value: JsonValue) -> JsonValue:

@@ -87,6 +87,9 @@ _ABSOLUTE_URL: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 #: Characters that would end the authority or introduce userinfo. In a bare
 #: ``host[:port]`` they can only be an attempt to smuggle a second host past us.
 _AUTHORITY_DELIMITERS: Final = frozenset("/\\?#@")
+#: Where RFC 3986 §3.2 ends an authority. WHATWG also ends it at a backslash in
+#: special-scheme URLs (§4.4 "authority state"): the source of parser differentials.
+_RFC3986_AUTHORITY_END: Final = re.compile(r"[/?#]")
 _PORT_DIGITS: Final = re.compile(r"[0-9]*")
 _MAX_PORT: Final = 65535
 
@@ -123,12 +126,38 @@ def parse_destination(value: str) -> Host | None:
     backslash, whitespace or control characters mean ``None``. A bare authority
     has no scheme, so without an explicit port its ``port`` is ``None``.
 
+    An absolute URL is parsed by :func:`parse_url_host`, except where the WHATWG
+    parser and the RFC 3986 parsers many HTTP clients use would disagree about
+    the host, which is ``None`` here so that no policy is decided on a host the
+    client may not use: control characters anywhere (WHATWG silently deletes tab
+    and newline, even inside the host) and a backslash in the authority
+    (``http://allowed.com\\@evil.com/`` is allowed.com to WHATWG, evil.com to
+    an RFC 3986 parser).
+
+    An opaque host (a scheme the URL Standard does not treat as special) is
+    re-read by the special-scheme host parser, since a destination is always a
+    network endpoint.
+
     Never raises on a ``str``.
     """
     if not isinstance(value, str) or not value:
         return None
-    if _ABSOLUTE_URL.match(value):
-        return parse_url_host(value)
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        return None
+    absolute = _ABSOLUTE_URL.match(value)
+    if absolute:
+        authority = _RFC3986_AUTHORITY_END.split(value[absolute.end() :], maxsplit=1)[0]
+        if "\\" in authority:
+            return None
+        host = parse_url_host(value)
+        if host is None or host.kind is not HostKind.OPAQUE:
+            return host
+        # A destination is a network endpoint whatever its scheme: an opaque host
+        # (redis://10.0.0.1, ssh://EXAMPLE.com) is read as a special-scheme host
+        # would be, so "ip_in 10.0.0.0/8" and host allowlists see what the
+        # client will connect to; one that cannot be read so is unparseable.
+        network = parse_host(host.name)
+        return None if network is None else Host(network.name, network.kind, network.ip, host.port)
     if has_space_or_control(value) or not _AUTHORITY_DELIMITERS.isdisjoint(value):
         return None
     split = split_host_port(value)
@@ -137,9 +166,12 @@ def parse_destination(value: str) -> Host | None:
     host_text, port_text = split
     port: int | None = None
     if port_text:  # "host:" is an empty port, which WHATWG reads as no port
-        if not _PORT_DIGITS.fullmatch(port_text) or int(port_text) > _MAX_PORT:
+        # WHATWG allows any number of leading zeros; strip them before int() so
+        # a 10,000-digit "port" is refused rather than parsed.
+        digits = port_text.lstrip("0") or "0"
+        if not _PORT_DIGITS.fullmatch(port_text) or len(digits) > 5 or int(digits) > _MAX_PORT:
             return None
-        port = int(port_text)
+        port = int(digits)
     host = parse_host(host_text)
     if host is None:
         return None

@@ -132,10 +132,9 @@ class HostPattern:
         host = parse_host(body)
         if host is None:
             raise invalid("not a valid host by the WHATWG URL Standard")
-        if host.kind is not HostKind.DOMAIN:
+        if host.ip is not None:
             if wildcard:
                 raise invalid("a wildcard cannot apply to an IP address; use a CIDR range")
-            assert host.ip is not None  # IPv4/IPv6 hosts always carry their address
             return cls(text, host.name, False, host.ip, port)
 
         name = host.match_name

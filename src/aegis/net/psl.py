@@ -33,9 +33,9 @@ _BUNDLED_FILE: Final = "public_suffix_list.dat"
 
 
 class PublicSuffixList:
-    """The PSL (ICANN and PRIVATE sections), queried the way the PSL algorithm
-    (https://github.com/publicsuffix/list/wiki/Format#formal-algorithm) and its
-    test file ``tests/test_psl.txt`` define.
+    """The PSL (ICANN and PRIVATE sections), queried by the PSL algorithm
+    (https://github.com/publicsuffix/list/wiki/Format#formal-algorithm) as the
+    list's test file ``tests/test_psl.txt`` exercises it (``checkPublicSuffix``).
 
     Inputs are domain names as written: Unicode or punycode, any case. They go
     through the WHATWG host parser first, so the list is asked about the same
@@ -57,7 +57,14 @@ class PublicSuffixList:
 
     def is_public_suffix(self, domain: str) -> bool:
         """Whether ``domain`` is itself a public suffix (``com``, ``co.uk``,
-        ``github.io``, ``kobe.jp``, any single label)."""
+        ``github.io``, any single label).
+
+        The root of a wildcard rule counts: ``kobe.jp`` is public because
+        ``*.kobe.jp`` is listed (the PSL linter requires that reading; see
+        publicsuffix/list#1989). That is the safe answer for refusing
+        ``*.kobe.jp`` as a host pattern, even though the test file's exception
+        semantics make ``kobe.jp`` the registrable domain of ``city.kobe.jp``.
+        """
         ascii_name = _ascii_domain(domain)
         if ascii_name is None:
             return False
@@ -94,12 +101,14 @@ class PublicSuffixList:
         """How many labels of ``labels`` are the public suffix.
 
         Exception rules (``!city.kobe.jp``, which cancels ``*.kobe.jp``) follow
-        the list's own test file (publicsuffix/list ``tests/test_psl.txt``, since
-        PR #1998): the exception cancels the wildcard and with it the implicit
-        public suffix ``kobe.jp``, so the suffix is whatever the remaining rules
-        give for the name's grandparent (``jp``), and ``city.kobe.jp`` belongs to
-        the registrable domain ``kobe.jp``. (The wiki's formal algorithm would
-        say ``city.kobe.jp``.) Every other name is the library's answer.
+        the list's own test file (publicsuffix/list ``tests/test_psl.txt`` as of
+        5daa4c73; see publicsuffix/list#1989 and #1998): the exception cancels the
+        wildcard and with it the implicit public suffix ``kobe.jp``, so the suffix
+        is whatever the remaining rules give for the name's grandparent (``jp``),
+        and ``city.kobe.jp`` belongs to the registrable domain ``kobe.jp``. The
+        wiki's formal algorithm would say ``city.kobe.jp``. Only the seven
+        ``!city.*.jp`` rules are affected (``!www.ck`` comes out the same either
+        way); every other name is the library's answer.
         """
         for start in range(len(labels) - 1):
             if ".".join(labels[start:]) in self._exceptions:

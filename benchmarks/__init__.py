@@ -1,0 +1,1 @@
+"""Benchmarks for Aegis. Run one with ``python -m benchmarks.<name>`` from the repo root."""

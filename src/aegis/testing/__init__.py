@@ -1,0 +1,1 @@
+"""Test helpers shipped as product code: conformance cases other evaluation paths reuse."""
