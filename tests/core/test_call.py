@@ -101,7 +101,9 @@ def test_tool_call_is_immutable() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -110,8 +112,18 @@ json_values = st.recursive(
 @given(
     data=st.dictionaries(
         st.sampled_from(
-            ["tenant", "agent_id", "tool", "params", "kind", "phase", "parent_chain", "destination",
-             "cost_estimate", "extra"]
+            [
+                "tenant",
+                "agent_id",
+                "tool",
+                "params",
+                "kind",
+                "phase",
+                "parent_chain",
+                "destination",
+                "cost_estimate",
+                "extra",
+            ]
         ),
         json_values,
     )

@@ -53,7 +53,9 @@ def leaf_condition() -> st.SearchStrategy[dict[str, Any]]:
         st.builds(lambda p, v: {"param": p, "ne": v}, param, scalar),
         st.builds(lambda p, vs: {"param": p, "in": vs}, param, st.lists(scalar, max_size=3)),
         st.builds(
-            lambda p, vs: {"param": p, "not_in": vs}, param, st.lists(scalar, min_size=1, max_size=3)
+            lambda p, vs: {"param": p, "not_in": vs},
+            param,
+            st.lists(scalar, min_size=1, max_size=3),
         ),
         st.builds(lambda p, v: {"param": p, "gt": v}, param, num),
         st.builds(lambda p, v, w: {"param": p, "gte": v, "lte": w}, param, num, num),
@@ -64,7 +66,8 @@ def leaf_condition() -> st.SearchStrategy[dict[str, Any]]:
         ),
         st.builds(lambda p: {"param": p, "same_as": "tenant"}, param),
         st.builds(
-            lambda hs: {"destination": {"host_in": hs}}, st.lists(st.sampled_from(HOSTS), min_size=1)
+            lambda hs: {"destination": {"host_in": hs}},
+            st.lists(st.sampled_from(HOSTS), min_size=1),
         ),
         st.builds(
             lambda hs: {"destination": {"host_not_in": hs}},
@@ -72,7 +75,9 @@ def leaf_condition() -> st.SearchStrategy[dict[str, Any]]:
         ),
         st.just({"destination": {"ip_in": ["10.0.0.0/8"]}}),
         st.just({"destination": {"exists": False}}),
-        st.builds(lambda ps: {"chain": {"parent_in": ps}}, st.lists(st.sampled_from(AGENTS), min_size=1)),
+        st.builds(
+            lambda ps: {"chain": {"parent_in": ps}}, st.lists(st.sampled_from(AGENTS), min_size=1)
+        ),
         st.builds(lambda d: {"chain": {"depth_lte": d}}, st.integers(0, 2)),
         st.builds(lambda b: {"chain": {"follows_spawn_graph": b}}, st.booleans()),
         st.builds(lambda c: {"cost": {"gt": c}}, st.sampled_from([0, 0.5, 10])),
@@ -95,7 +100,9 @@ conditions = st.recursive(
 @st.composite
 def rules(draw: st.DrawFn, index: int) -> dict[str, Any]:
     effect = draw(st.sampled_from(["allow", "deny", "sanitize", "approval_needed"]))
-    match: dict[str, Any] = {"tools": draw(st.lists(st.sampled_from(TOOL_PATTERNS), min_size=1, max_size=2))}
+    match: dict[str, Any] = {
+        "tools": draw(st.lists(st.sampled_from(TOOL_PATTERNS), min_size=1, max_size=2))
+    }
     if draw(st.booleans()):
         match["tenants"] = draw(st.lists(st.sampled_from(TENANTS), min_size=1, max_size=2))
     if draw(st.integers(0, 3)) == 0:
@@ -116,7 +123,9 @@ def rules(draw: st.DrawFn, index: int) -> dict[str, Any]:
         rule["mode"] = "shadow"
     if effect == "sanitize":
         rule["sanitize"] = draw(
-            st.sampled_from([{"fields": ["name"]}, {"detectors": ["email"]}, {"fields": ["items[*]"]}])
+            st.sampled_from(
+                [{"fields": ["name"]}, {"detectors": ["email"]}, {"fields": ["items[*]"]}]
+            )
         )
     if effect == "approval_needed":
         rule["approval"] = {"group": "g", "ttl": "5m"}

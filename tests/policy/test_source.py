@@ -42,7 +42,10 @@ def test_yaml_alias_bomb_is_refused_without_expanding() -> None:
 
 def test_merge_keys_and_aliases_are_refused() -> None:
     assert error("a: {x: 1}\nb:\n  <<: {y: 2}\n").code is ErrorCode.POLICY_YAML_ALIAS
-    assert error("a: *missing\n").code in (ErrorCode.POLICY_YAML_ALIAS, ErrorCode.POLICY_YAML_SYNTAX)
+    assert error("a: *missing\n").code in (
+        ErrorCode.POLICY_YAML_ALIAS,
+        ErrorCode.POLICY_YAML_SYNTAX,
+    )
 
 
 @pytest.mark.parametrize("opener", ["[", "{a: "])
@@ -70,7 +73,14 @@ def test_tags_are_refused() -> None:
 def test_yaml_12_core_schema_no_norway_problem() -> None:
     doc = parse_source("country: NO\nflag: yes\nt: true\nn: null\noct: 0o17\nf: 1e3\n", "p.yaml")
     assert isinstance(doc, SourceDocument)
-    assert doc.data == {"country": "NO", "flag": "yes", "t": True, "n": None, "oct": 15, "f": 1000.0}
+    assert doc.data == {
+        "country": "NO",
+        "flag": "yes",
+        "t": True,
+        "n": None,
+        "oct": 15,
+        "f": 1000.0,
+    }
 
 
 def test_duplicate_keys_are_errors_in_yaml_and_json() -> None:

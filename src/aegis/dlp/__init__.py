@@ -7,7 +7,7 @@ Every pattern is RE2 (linear time), compiled lazily on first use.
 """
 
 from aegis.dlp.builtin import builtin_detectors
-from aegis.dlp.detector import Detector
+from aegis.dlp.detector import Detector, DetectorNameError
 from aegis.dlp.names import BUILTIN_DETECTOR_NAMES
 from aegis.dlp.redactor import FIELD_DETECTOR, FIELD_MARKER, Redactor, combine, marker
 
@@ -16,6 +16,7 @@ __all__ = [
     "FIELD_DETECTOR",
     "FIELD_MARKER",
     "Detector",
+    "DetectorNameError",
     "Redactor",
     "builtin_detectors",
     "combine",

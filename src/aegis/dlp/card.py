@@ -16,7 +16,7 @@ from typing import Final
 PATTERN: Final = r"\b(?:[0-9]{12,19}|[0-9]{4}(?:[ \-][0-9]{2,19}){1,7})\b"
 
 #: Allowed PAN lengths by major industry identifier, the first digit (ISO/IEC
-#: 7812-1 §4.2). 1: airlines (UATP, 15 digits); 2-6: banking, travel and
+#: 7812-1). 1: airlines (UATP, 15 digits); 2-6: banking, travel and
 #: merchandising networks (Visa 13/16/19, Mastercard 16, Amex 15, Diners 14-19,
 #: JCB 15-19, Discover/UnionPay 16-19). Maestro (5x, 6x) also issues 12-digit PANs.
 #: 0, 7, 8, 9 (ISO/TC 68, petroleum, health/telecom, national) are not payment cards.

@@ -28,8 +28,19 @@ Span = tuple[int, int]
 #: longer re-examined for a shorter or later secret inside them. Bounds the work an
 #: adversarial value (a megabyte of near-miss card numbers) can cause.
 MAX_REJECTS: Final = 512
-#: Longest detector name: it is written into every redaction marker and audit record.
-MAX_NAME_LENGTH: Final = 64
+#: Longest detector name, as for any policy identifier (aegis.policy.model.Identifier).
+MAX_NAME_LENGTH: Final = 128
+_NAME_CHARS: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-/"
+)
+
+
+class DetectorNameError(PatternError, ValueError):
+    """A custom detector's name is unusable. A PatternError so that a policy
+    compiler reports it like a bad pattern; a ValueError for everyone else."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.POLICY_INVALID_VALUE, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +69,13 @@ class Detector:
         Raises :class:`~aegis.errors.PatternError` when RE2 cannot run ``pattern``
         (backreferences, lookaround), when it is too long, or when it matches the
         empty string (it would redact nothing and is always a mistake). Raises
-        ``ValueError`` for a bad name, or one that shadows a built-in detector:
-        a name is what audit records and markers report, so it must be unambiguous.
+        :class:`DetectorNameError` (a PatternError and a ValueError) for a bad name
+        or one that shadows a built-in detector: a name is what audit records and
+        markers report, so it must be unambiguous.
         """
         check_name(name)
         if name in BUILTIN_DETECTOR_NAMES:
-            raise ValueError(f"detector name {name!r} is reserved for a built-in detector")
+            raise DetectorNameError(f"detector name {name!r} is reserved for a built-in detector")
         regex = compile_re2(pattern)
         if regex.fullmatch("") is not None:
             raise PatternError(
@@ -145,17 +157,17 @@ class Detector:
 
 
 def check_name(name: str) -> None:
-    """Names are short ASCII words: they appear verbatim in ``[REDACTED:<name>]``."""
+    """Names follow the policy identifier syntax: they appear verbatim in
+    ``[REDACTED:<name>]`` and in audit records, so no spaces and no brackets."""
     if (
         not isinstance(name, str)
         or not 0 < len(name) <= MAX_NAME_LENGTH
-        or not name[0].isascii()
         or not name[0].isalnum()
-        or not all(c.isascii() and (c.isalnum() or c in "_-.") for c in name)
+        or not all(c in _NAME_CHARS for c in name)
     ):
-        raise ValueError(
-            f"bad detector name {name!r}: use 1-{MAX_NAME_LENGTH} ASCII letters, digits, "
-            "'_', '-' or '.', starting with a letter or digit"
+        raise DetectorNameError(
+            f"bad detector name {name!r}: use 1-{MAX_NAME_LENGTH} ASCII letters, digits "
+            "and '_', '.', ':', '-', '/', starting with a letter or digit"
         )
 
 

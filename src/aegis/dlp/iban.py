@@ -1,7 +1,7 @@
 """International Bank Account Numbers, ISO 13616: country length, ISO 7064 MOD 97-10.
 
 Written electronically as one run ("GB82WEST12345698765432") or in the paper
-format of ISO 13616-1 §5.3, groups of four separated by single spaces. Letters are
+format of ISO 13616-1, groups of four separated by single spaces. Letters are
 accepted in either case and upper-cased for the check.
 """
 
@@ -35,7 +35,7 @@ IBAN_LENGTHS: Final[dict[str, int]] = {
 
 
 def mod97(iban: str) -> int:
-    """ISO 7064 MOD 97-10 over an IBAN (ISO 13616-1 §6): country and check digits
+    """ISO 7064 MOD 97-10 over an IBAN (as ISO 13616-1 applies it): country and check digits
     move to the end, letters become 10..35, and the number is reduced mod 97."""
     rearranged = iban[4:] + iban[:4]
     remainder = 0

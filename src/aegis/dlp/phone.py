@@ -12,7 +12,7 @@ Formats covered (candidates from :data:`PATTERN`, confirmed by :func:`is_phone_n
   "(08) 8747 6301";
 * an extension after any of these: "x4587", "ext. 12", "#12".
 
-A number has 7 to 15 digits (E.164 §6.1 caps the international number at 15).
+A number has 7 to 15 digits (ITU-T E.164 caps an international number at 15).
 Rejected look-alikes: a single-dot decimal, a dotted quad that is an IPv4
 address, dates ("2024-01-15", "15.01.2024") and year ranges ("1990-2000").
 """
@@ -86,8 +86,8 @@ def _is_day_month(a: str, b: str) -> bool:
 
 
 def _starts_with_date(groups: list[str], seps: list[str]) -> bool:
-    """ "2024-01-15", "15.01.2024", also when a time follows ("2000-04-16 11:34")."""
-    if len(groups) < 3 or seps[0] != seps[1] or seps[0] not in {"-", ".", "/"}:
+    """Dates such as "2024-01-15" or "15.01.2024", also with a time after them."""
+    if len(groups) < 3 or seps[0] != seps[1] or seps[0] not in {"-", "."}:
         return False
     first, mid, last = groups[:3]
     if _is_year(first) and len(mid) <= 2 and len(last) <= 2:

@@ -2,7 +2,7 @@
 
 Since SSN randomization (June 2011) the area number has no geographic meaning and
 every area is assignable except 000, 666 and 900-999; group 00 and serial 0000 are
-never issued (SSA, "Social Security Number Randomization", and POMS RM 10201.060).
+never issued (Social Security Administration, "Social Security Number Randomization").
 Only the separated forms are detected: a bare 9-digit run is too often something else.
 """
 

@@ -136,6 +136,11 @@ class CompiledPolicy:
                     else:
                         bucket.exact.setdefault(pattern, []).append(rule)
 
+    @property
+    def memo_size(self) -> int:
+        """Candidate lists cached so far (bounded by MEMO_LIMIT)."""
+        return len(self._memo)
+
     def tool_info(self, tool: str) -> ToolInfo | None:
         info = self.tool_exact.get(tool)
         if info is not None:

@@ -182,12 +182,13 @@ def stage_validate(ctx: CompileContext) -> list[m.PolicyDocument]:
                 loc: LocPath = tuple(error["loc"])
                 code = _code_for(error)
                 # Point an unknown key at the key itself, everything else at its value.
-                pos_loc = (*loc, KEY) if code is ErrorCode.POLICY_UNKNOWN_FIELD else loc
+                clean = _source_path(source, loc)
+                pos_loc = (*clean, KEY) if code is ErrorCode.POLICY_UNKNOWN_FIELD else clean
                 line, col = source.locate(pos_loc)
                 if (line, col, code) in seen:
                     continue  # one union, several arms failing at the same spot
                 seen.add((line, col, code))
-                where = ".".join(str(p) for p in _source_path(source, loc))
+                where = ".".join(str(p) for p in clean)
                 msg = error["msg"]
                 if code is ErrorCode.POLICY_UNKNOWN_FIELD:
                     msg = f"unknown field {loc[-1]!r}"

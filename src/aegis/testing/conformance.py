@@ -53,7 +53,7 @@ DEFAULT_NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 class _NoAliasDumper(yaml.SafeDumper):
     """Policies refuse YAML aliases, so shared objects are written out in full."""
 
-    def ignore_aliases(self, data: Any) -> bool:
+    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002 - PyYAML's signature
         return True
 
 
