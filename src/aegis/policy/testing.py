@@ -72,7 +72,7 @@ class Expectation(_Model):
 
 class TestCase(_Model):
     name: str
-    call: dict[str, Any]
+    call: Any  # validated by parse_call, which names what is wrong
     now: datetime | None = None
     expect: Expectation | None = None
     expect_error: str | None = Field(default=None, description="A call.* error code.")

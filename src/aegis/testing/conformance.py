@@ -69,7 +69,7 @@ class ExpectedError(_Model):
 
 
 class CallCase(_Model):
-    call: dict[str, Any]
+    call: Any  # usually a mapping; anything else exercises call.not_an_object
     now: datetime | None = None
     expect: Expectation | None = None
     expect_error: str | None = None
