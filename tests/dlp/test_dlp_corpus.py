@@ -44,7 +44,7 @@ MIN_RECALL = {
 #: Sentences (without that entity) with at least one hit, as a share of all such
 #: sentences. Checksummed detectors should be near zero; phone numbers collide
 #: with house numbers in synthetic street addresses ("370 3911 Fourth Avenue").
-MAX_FALSE_POSITIVE_RATE = {name: 0.005 for name in MIN_RECALL} | {"phone": 0.02}
+MAX_FALSE_POSITIVE_RATE = dict.fromkeys(MIN_RECALL, 0.005) | {"phone": 0.02}
 
 
 def _require(path: Path) -> Path:
@@ -103,9 +103,7 @@ def test_presidio_recall_and_false_positives(
     results = {
         name: _measure(presidio, entity, name) for entity, name in ENTITY_TO_DETECTOR.items()
     }
-    summary = {
-        name: {k: v for k, v in r.items() if k != "missed"} for name, r in results.items()
-    }
+    summary = {name: {k: v for k, v in r.items() if k != "missed"} for name, r in results.items()}
     print(json.dumps({"presidio_synth_dataset_v2": summary}, sort_keys=True))
     record_property("dlp_presidio", json.dumps(summary, sort_keys=True))
     for name, result in results.items():

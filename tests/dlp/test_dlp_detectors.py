@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aegis.dlp import BUILTIN_DETECTOR_NAMES, Detector, builtin_detectors
+from aegis.dlp import BUILTIN_DETECTOR_NAMES, Detector, DetectorNameError, builtin_detectors
 from aegis.dlp.card import luhn_valid
 from aegis.dlp.iban import mod97
 from aegis.errors import ErrorCode, PatternError
@@ -248,7 +248,11 @@ def test_phone_look_alikes_are_not_found(text: str) -> None:
         ("ipv6", "2001:db8::1", "2001:db8::1"),
         ("ipv6", "fe80::1: up", "fe80::1"),
         ("ipv6", "::ffff:192.0.2.1", "::ffff:192.0.2.1"),
-        ("ipv6", "6e40:4041:c617:e898:c11:40d2:c669:2eb4", "6e40:4041:c617:e898:c11:40d2:c669:2eb4"),
+        (
+            "ipv6",
+            "6e40:4041:c617:e898:c11:40d2:c669:2eb4",
+            "6e40:4041:c617:e898:c11:40d2:c669:2eb4",
+        ),
         ("ip_address", "a 192.0.2.7 b", "192.0.2.7"),
         ("ip_address", "a 2001:db8:0:0:1:0:0:1 b", "2001:db8:0:0:1:0:0:1"),
     ],
@@ -349,14 +353,22 @@ def test_custom_detector_bad_pattern(pattern: str, code: ErrorCode) -> None:
     assert info.value.code is code
 
 
-@pytest.mark.parametrize("name", ["", "has space", "x" * 65, "]inject", "emaïl", "-lead"])
+@pytest.mark.parametrize("name", ["", "has space", "x" * 129, "]inject", "emaïl", "-lead", "a]b"])
 def test_custom_detector_bad_name(name: str) -> None:
-    with pytest.raises(ValueError, match="detector name"):
+    # Both a PatternError (what the policy compiler catches) and a ValueError.
+    with pytest.raises(PatternError, match="detector name") as info:
         Detector.custom(name, "abc")
+    assert isinstance(info.value, ValueError)
+    assert info.value.code is ErrorCode.POLICY_INVALID_VALUE
+
+
+@pytest.mark.parametrize("name", ["mrn", "ticket-secret", "acme/badge:v2", "a.b_c", "x" * 128])
+def test_custom_detector_names_follow_policy_identifiers(name: str) -> None:
+    assert Detector.custom(name, "abc").name == name
 
 
 def test_custom_detector_cannot_take_a_builtin_name() -> None:
-    with pytest.raises(ValueError, match="reserved"):
+    with pytest.raises(DetectorNameError, match="reserved"):
         Detector.custom("email", "abc")
 
 

@@ -268,11 +268,11 @@ def _check_json(value: object, path: str, depth: int, counter: list[int]) -> Jso
     if isinstance(value, int):
         if abs(value) > MAX_ABS_INT:
             raise CallError(ErrorCode.CALL_INVALID_NUMBER, "integer out of range", path)
-        return value
+        return int(value)  # IntEnum and friends become plain JSON numbers
     if isinstance(value, float):
         if not math.isfinite(value):
             raise CallError(ErrorCode.CALL_INVALID_NUMBER, "number must be finite", path)
-        return value
+        return float(value)
     if isinstance(value, Mapping):
         out: dict[str, JsonValue] = {}
         for k, v in value.items():

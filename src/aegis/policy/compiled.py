@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
 from aegis.core.call import McpPhase, ToolCall, ToolKind
@@ -55,11 +56,33 @@ class CompiledRule:
     source: SourceRef
     model: m.Rule
 
-    def scope_applies(self, call: ToolCall) -> bool:
-        """Agent and label scope (tenant, tool, kind and phase are settled by the index)."""
-        if self.agent_match is not None and not self.agent_match(call.agent_id):
+    test: Predicate
+    """Agent and label scope, then ``when``, as one call (tenant, tool, kind and
+    phase are settled by the index before a rule is looked at)."""
+
+
+def rule_test(
+    agent_match: Callable[[str], bool] | None, labels: frozenset[str] | None, when: Predicate | None
+) -> Predicate:
+    """Fuse a rule's remaining scope checks and its condition into one predicate."""
+    if agent_match is None and labels is None:
+        if when is None:
+            return lambda _call, _now: True
+        return when
+    if labels is None:
+        assert agent_match is not None
+        if when is None:
+            return lambda call, _now: agent_match(call.agent_id)
+        return lambda call, now: agent_match(call.agent_id) and when(call, now)
+
+    def test(call: ToolCall, now: datetime) -> bool:
+        if agent_match is not None and not agent_match(call.agent_id):
             return False
-        return self.labels is None or not self.labels.isdisjoint(call.agent_labels)
+        if labels.isdisjoint(call.agent_labels):
+            return False
+        return when is None or when(call, now)
+
+    return test
 
 
 @dataclass(frozen=True, slots=True)

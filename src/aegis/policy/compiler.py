@@ -42,6 +42,7 @@ from aegis.policy.compiled import (
     Defaults,
     SourceRef,
     ToolInfo,
+    rule_test,
 )
 from aegis.policy.conditions import Resolver
 from aegis.policy.source import KEY, LocPath, SourceDocument, parse_source, read_source
@@ -603,6 +604,9 @@ def _resolve_rule(
         approval=approval,
         source=SourceRef(file, line, col),
         model=rule,
+        test=rule_test(
+            agent_match, frozenset(scope.labels) if scope.labels is not None else None, when
+        ),
     )
 
 

@@ -362,6 +362,9 @@ def _value_predicate(
     if len(tests) == 1:
         (test,) = tests
         return lambda call, _now: (v := get(call)) is not MISSING and test(v)
+    if len(tests) == 2:  # ranges (gt + lte) are the common pair; avoid all()'s generator
+        t1, t2 = tests
+        return lambda call, _now: (v := get(call)) is not MISSING and t1(v) and t2(v)
     frozen = tuple(tests)
 
     def pred(call: ToolCall, _now: datetime) -> bool:
@@ -402,13 +405,15 @@ def _in_test(values: list[Any]) -> ValueTest:
 
 
 def _numeric(op: str, bound: float) -> ValueTest:
+    # ``type(v) is int`` rather than isinstance: it excludes bool (a subclass of
+    # int that JSON keeps distinct) and is the cheapest test on the hot path.
     if op == "gt":
-        return lambda v: is_number(v) and v > bound  # type: ignore[operator]
+        return lambda v: (type(v) is int or type(v) is float) and v > bound
     if op == "gte":
-        return lambda v: is_number(v) and v >= bound  # type: ignore[operator]
+        return lambda v: (type(v) is int or type(v) is float) and v >= bound
     if op == "lt":
-        return lambda v: is_number(v) and v < bound  # type: ignore[operator]
-    return lambda v: is_number(v) and v <= bound  # type: ignore[operator]
+        return lambda v: (type(v) is int or type(v) is float) and v < bound
+    return lambda v: (type(v) is int or type(v) is float) and v <= bound
 
 
 def _host_of(v: object) -> Host | None:

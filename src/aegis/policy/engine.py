@@ -31,24 +31,22 @@ class _Verdict:
     sanitizers: tuple[CompiledRule, ...]
 
 
-def _applies(rule: CompiledRule, call: ToolCall, now: datetime) -> bool:
-    if not rule.scope_applies(call):
-        return False
-    return rule.when is None or rule.when(call, now)
-
-
 def _evaluate(c: Candidates, call: ToolCall, now: datetime) -> _Verdict | None:
     for rule in c.deny:
-        if _applies(rule, call, now):
+        if rule.test(call, now):
             return _Verdict(Outcome.DENY, (rule,), ())
-    approval = next((r for r in c.approval if _applies(r, call, now)), None)
-    sanitizers = tuple(r for r in c.sanitize if _applies(r, call, now))
+    approval = None
+    for rule in c.approval:
+        if rule.test(call, now):
+            approval = rule
+            break
+    sanitizers = tuple(r for r in c.sanitize if r.test(call, now)) if c.sanitize else ()
     if approval is not None:
         return _Verdict(Outcome.APPROVAL_NEEDED, (approval,), sanitizers)
     if sanitizers:
         return _Verdict(Outcome.SANITIZE, sanitizers, sanitizers)
     for rule in c.allow:
-        if _applies(rule, call, now):
+        if rule.test(call, now):
             return _Verdict(Outcome.ALLOW, (rule,), ())
     return None
 

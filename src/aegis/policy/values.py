@@ -92,4 +92,6 @@ def json_equal(a: object, b: object) -> bool:
 
 
 def is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A JSON number: exactly int or float (bool is an int subclass, and JSON's
+    true is not 1; parse_call normalises other int/float subclasses away)."""
+    return type(value) is int or type(value) is float
