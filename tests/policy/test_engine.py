@@ -136,3 +136,8 @@ def test_memo_is_bounded_when_agents_invent_tool_names(monkeypatch: pytest.Monke
         policy.candidates("acme", f"tool-{i}", McpPhase.CALL, ToolKind.WRITE)
         assert policy.memo_size <= 50
     assert decide(policy, call(size=1), NOW).outcome is Outcome.SANITIZE
+
+
+def test_naive_clock_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        decide(compile_text(POLICY), call(size=1), datetime(2026, 11, 23, 10, 0))

@@ -25,6 +25,7 @@ from aegis.core.call import McpPhase, ToolKind
 from aegis.core.decision import ApprovalRequirement, FailMode, Mode, Outcome
 from aegis.core.paths import PathSyntaxError, parse_path
 from aegis.dlp import Detector, Redactor, builtin_detectors
+from aegis.dlp.detector import DetectorNameError
 from aegis.errors import (
     Diagnostic,
     ErrorCode,
@@ -508,6 +509,9 @@ def _resolve_redactor(ctx: CompileContext, spec: m.Sanitize, loc: DocLoc) -> Red
     for i, pattern in enumerate(spec.patterns):
         try:
             detectors.append(Detector.custom(pattern.name, pattern.regex))
+        except DetectorNameError as exc:  # e.g. a custom pattern named like a built-in
+            ctx.report(exc.code, exc.message, (*loc, "patterns", i, "name"))
+            ok = False
         except PatternError as exc:
             ctx.report(exc.code, exc.message, (*loc, "patterns", i, "regex"))
             ok = False

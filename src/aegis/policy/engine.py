@@ -55,6 +55,9 @@ def decide(
     policy: CompiledPolicy, call: ToolCall, now: datetime, *, decision_id: str | None = None
 ) -> Decision:
     """Decide one call. ``now`` must be timezone-aware (time windows use it)."""
+    if now.tzinfo is None:
+        # A naive time would be read as the host's local zone: refuse, do not guess.
+        raise ValueError("decide() needs a timezone-aware 'now'")
     kind = policy.kind_of(call)
     cands = policy.candidates(call.tenant, call.tool, call.phase, kind)
     verdict = _evaluate(cands, call, now)
