@@ -161,8 +161,8 @@ class Diagnostic:
         }
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
-        return f"{where}: {self.severity} {self.code}: {self.message}"
+        where = f"{self.file}:{self.line}:{self.column}: " if self.line else ""
+        return f"{where}{self.severity} {self.code}: {self.message}"
 
 
 class PolicyLoadError(AegisError):

@@ -72,11 +72,13 @@ def parse_path(text: str) -> ParamPath:
             inner = text[i + 1 : end]
             if inner == WILDCARD:
                 segments.append(WILDCARD)
-            elif inner.isdigit():
+            elif _is_index(inner):
                 segments.append(int(inner))
             elif len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "\"'":
-                # A quoted key may hold ']' only if it is not the closing one we found.
-                segments.append(inner[1:-1])
+                key = _unquote(inner, i)
+                if key == WILDCARD:
+                    raise PathSyntaxError("a key named '*' cannot be addressed", i)
+                segments.append(key)
             else:
                 raise PathSyntaxError(f"bad index '[{inner}]'", i)
             i = end + 1
@@ -116,7 +118,7 @@ def render(segments: tuple[Segment, ...] | list[Segment]) -> str:
         elif _KEY.fullmatch(seg):
             out.append(f".{seg}" if out else seg)
         else:
-            out.append(f"[{json.dumps(seg)}]")
+            out.append(f"[{json.dumps(seg, ensure_ascii=False)}]")
     return "".join(out)
 
 
@@ -133,7 +135,7 @@ def lookup(params: object, segments: tuple[Segment, ...]) -> object:
             if value is _MISSING:
                 return MISSING
         elif isinstance(value, list):
-            idx = seg if isinstance(seg, int) else (int(seg) if seg.isdigit() else -1)
+            idx = seg if isinstance(seg, int) else (int(seg) if _is_index(seg) else -1)
             if not 0 <= idx < len(value):
                 return MISSING
             value = value[idx]
@@ -143,6 +145,24 @@ def lookup(params: object, segments: tuple[Segment, ...]) -> object:
 
 
 MISSING: Final = _MISSING
+
+
+def _is_index(text: str) -> bool:
+    # ASCII only: str.isdigit() accepts '²', which int() then refuses.
+    return text.isascii() and text.isdigit() and len(text) <= 9
+
+
+def _unquote(quoted: str, position: int) -> str:
+    """A bracketed key: double quotes are a JSON string (escapes decoded), single are raw."""
+    if quoted[0] == "'":
+        return quoted[1:-1]
+    try:
+        key = json.loads(quoted)
+    except json.JSONDecodeError:
+        raise PathSyntaxError(f"bad quoted key {quoted}", position) from None
+    if not isinstance(key, str):  # pragma: no cover - a quoted JSON value is a string
+        raise PathSyntaxError(f"bad quoted key {quoted}", position)
+    return key
 
 
 def expand(
@@ -172,6 +192,6 @@ def _expand(
             for i, v in enumerate(value):
                 yield from _expand(v, tail, (*done, i))
         else:
-            idx = seg if isinstance(seg, int) else (int(seg) if seg.isdigit() else -1)
+            idx = seg if isinstance(seg, int) else (int(seg) if _is_index(seg) else -1)
             if 0 <= idx < len(value):
                 yield from _expand(value[idx], tail, (*done, idx))

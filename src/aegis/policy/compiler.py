@@ -273,7 +273,7 @@ def stage_resolve(ctx: CompileContext, docs: list[m.PolicyDocument]) -> Resolved
                     (d, "agents", a, "id"),
                 )
             spawn_graph[agent.id] = frozenset(agent.may_spawn)
-    resolver = Resolver(ctx.psl, spawn_graph)
+    resolver = Resolver(ctx.psl, spawn_graph, tool_cost=lambda _tool: None)
     defaults = _resolve_defaults(ctx, docs)
     ids: dict[str, DocLoc] = {}
 
@@ -298,24 +298,12 @@ def stage_resolve(ctx: CompileContext, docs: list[m.PolicyDocument]) -> Resolved
             ErrorCode.POLICY_TOO_MANY_RULES, f"{total} rules; the limit is {MAX_RULES}", (0,)
         )
         return Resolved([], defaults, Declarations(), {}, [], spawn_graph, [])
+    # Tools first, from every document: any rule may name a tool declared elsewhere.
+    for d, doc in enumerate(docs):
+        _resolve_tools(ctx, doc, d, tool_exact, tool_globs)
+    resolver.tool_cost = lambda tool: _declared_cost(tool, tool_exact, tool_globs)
 
     for d, doc in enumerate(docs):
-        for t, tool in enumerate(doc.tools):
-            info = ToolInfo(
-                ToolKind(tool.kind), float(tool.cost) if tool.cost is not None else None
-            )
-            if is_glob(tool.name):
-                matcher = _glob(ctx, tool.name, (d, "tools", t, "name"))
-                if matcher is not None:
-                    tool_globs.append((matcher, info))
-            elif tool.name in tool_exact and tool_exact[tool.name] != info:
-                ctx.report(
-                    ErrorCode.POLICY_DUPLICATE_ID,
-                    f"tool {tool.name!r} is declared twice with different kind or cost",
-                    (d, "tools", t, "name"),
-                )
-            else:
-                tool_exact[tool.name] = info
         decls: list[tuple[str, str, Sequence[m.LimitDecl | m.BudgetDecl | m.ApprovalCapDecl]]]
         decls = [
             ("limit", "limits", doc.limits),
@@ -345,6 +333,41 @@ def stage_resolve(ctx: CompileContext, docs: list[m.PolicyDocument]) -> Resolved
         tools=tuple(x for doc in docs for x in doc.tools),
     )
     return Resolved(rules, defaults, declarations, tool_exact, tool_globs, spawn_graph, rule_docs)
+
+
+def _resolve_tools(
+    ctx: CompileContext,
+    doc: m.PolicyDocument,
+    d: int,
+    tool_exact: dict[str, ToolInfo],
+    tool_globs: list[tuple[Callable[[str], bool], ToolInfo]],
+) -> None:
+    for t, tool in enumerate(doc.tools):
+        info = ToolInfo(ToolKind(tool.kind), float(tool.cost) if tool.cost is not None else None)
+        if is_glob(tool.name):
+            matcher = _glob(ctx, tool.name, (d, "tools", t, "name"))
+            if matcher is not None:
+                tool_globs.append((matcher, info))
+        elif tool.name in tool_exact and tool_exact[tool.name] != info:
+            ctx.report(
+                ErrorCode.POLICY_DUPLICATE_ID,
+                f"tool {tool.name!r} is declared twice with different kind or cost",
+                (d, "tools", t, "name"),
+            )
+        else:
+            tool_exact[tool.name] = info
+
+
+def _declared_cost(
+    tool: str,
+    tool_exact: dict[str, ToolInfo],
+    tool_globs: list[tuple[Callable[[str], bool], ToolInfo]],
+) -> float | None:
+    """The declared cost of a tool: its exact declaration, else the first matching glob."""
+    info = tool_exact.get(tool)
+    if info is None:
+        info = next((i for match, i in tool_globs if match(tool)), None)
+    return info.cost if info is not None else None
 
 
 def _glob(ctx: CompileContext, pattern: str, loc: DocLoc) -> Callable[[str], bool] | None:

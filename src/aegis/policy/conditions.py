@@ -46,6 +46,7 @@ class Resolver:
 
     psl: PublicSuffixList
     spawn_graph: Mapping[str, frozenset[str]]
+    tool_cost: Callable[[str], float | None]
     diagnostics: list[tuple[ErrorCode, str, LocPath, Severity]] = field(default_factory=list)
 
     def error(self, code: ErrorCode, message: str, loc: LocPath) -> None:
@@ -249,7 +250,10 @@ class Resolver:
             return _always
         if test.scheme_in is not None:
             schemes = frozenset(s.lower().rstrip(":") for s in test.scheme_in)
-            tests.append(lambda v: isinstance(v, str) and _scheme(v) in schemes)
+            # The scheme counts only for a destination the host parser accepts.
+            tests.append(
+                lambda v: isinstance(v, str) and _host_of(v) is not None and _scheme(v) in schemes
+            )
         if test.port_in is not None:
             ports = frozenset(test.port_in)
             tests.append(lambda v: _port_in(v, ports))
@@ -330,9 +334,14 @@ class Resolver:
             self.error(ErrorCode.POLICY_INVALID_OPERATOR, "cost test has no operator", loc)
             return _always
         frozen = tuple(tests)
-        return lambda call, _now: (
-            call.cost_estimate is not None and all(t(call.cost_estimate) for t in frozen)
-        )
+        tool_cost = self.tool_cost
+
+        def pred(call: ToolCall, _now: datetime) -> bool:
+            # The caller's estimate, else the cost the policy declares for the tool.
+            cost = call.cost_estimate if call.cost_estimate is not None else tool_cost(call.tool)
+            return cost is not None and all(t(cost) for t in frozen)
+
+        return pred
 
 
 # -- shared semantics, used by the reference evaluator too -----------------------
@@ -354,11 +363,16 @@ def follows_spawn_graph(call: ToolCall, graph: Mapping[str, frozenset[str]]) -> 
     return True
 
 
+def _never(_call: ToolCall, _now: datetime) -> bool:
+    return False
+
+
 def _value_predicate(
     get: Callable[[ToolCall], object], tests: list[ValueTest], exists: bool | None
 ) -> Predicate:
     if exists is False:
-        return lambda call, _now: get(call) is MISSING
+        # Every operator must hold, and the others all fail on a missing value.
+        return _never if tests else lambda call, _now: get(call) is MISSING
     if len(tests) == 1:
         (test,) = tests
         return lambda call, _now: (v := get(call)) is not MISSING and test(v)

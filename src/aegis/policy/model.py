@@ -93,7 +93,7 @@ class DestinationTest(_Model):
     ip_in: list[str] | None = None
     ip_not_in: list[str] | None = None
     scheme_in: list[str] | None = None
-    port_in: list[Annotated[int, Field(ge=0, le=65535)]] | None = None
+    port_in: list[Annotated[int, Field(ge=1, le=65535)]] | None = None
 
 
 class DestinationCondition(_Model):
@@ -242,7 +242,7 @@ class Rule(_Model):
 class ToolDecl(_Model):
     name: str = Field(description="Exact tool name or glob.")
     kind: Literal["read", "write"]
-    cost: Annotated[float, Field(ge=0)] | StrictInt | None = Field(
+    cost: Annotated[StrictInt, Field(ge=0)] | Annotated[StrictFloat, Field(ge=0)] | None = Field(
         default=None, description="Cost of one call, in the budget's currency."
     )
     description: str | None = None
@@ -287,7 +287,7 @@ class BudgetDecl(_Model):
     description: str | None = None
     scope: Scope = Field(default_factory=Scope)
     per: list[KeyPart] = Field(default_factory=_per_agent, min_length=1)
-    amount: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
+    amount: Annotated[StrictInt, Field(gt=0)] | Annotated[StrictFloat, Field(gt=0)]
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     period: Duration = "1d"
     on_exceed: Literal["deny", "approval_needed"] = "deny"

@@ -49,13 +49,21 @@ class ReferenceResult:
     traces: tuple[RuleTrace, ...]
 
 
+def _tool_decl(policy: CompiledPolicy, tool: str) -> m.ToolDecl | None:
+    """The exact declaration of a tool, else the first glob declaration matching it."""
+    for decl in policy.declarations.tools:
+        if decl.name == tool:
+            return decl
+    for decl in policy.declarations.tools:
+        if ("*" in decl.name or "?" in decl.name) and glob_matcher(decl.name)(tool):
+            return decl
+    return None
+
+
 def _kind(policy: CompiledPolicy, call: ToolCall) -> ToolKind:
-    for decl in policy.declarations.tools:
-        if decl.name == call.tool:
-            return ToolKind(decl.kind)
-    for decl in policy.declarations.tools:
-        if glob_matcher(decl.name)(call.tool):
-            return ToolKind(decl.kind)
+    decl = _tool_decl(policy, call.tool)
+    if decl is not None:
+        return ToolKind(decl.kind)
     return call.kind or ToolKind.WRITE
 
 
@@ -170,7 +178,7 @@ def _value_ok(
     if isinstance(cond, m.DestinationTest):
         if cond.scheme_in is not None:
             scheme = v.partition("://")[0].lower() if isinstance(v, str) and "://" in v else ""
-            if scheme not in {s.lower().rstrip(":") for s in cond.scheme_in}:
+            if host is None or scheme not in {s.lower().rstrip(":") for s in cond.scheme_in}:
                 return f"scheme {scheme!r} not in {cond.scheme_in}"
         if cond.port_in is not None and not (
             host is not None and host.port is not None and host.port in cond.port_in
@@ -179,11 +187,14 @@ def _value_ok(
     return None
 
 
-def _check(cond: m.Condition, call: ToolCall, now: datetime, graph: Any) -> str | None:
+def _check(cond: m.Condition, call: ToolCall, now: datetime, policy: CompiledPolicy) -> str | None:
     """None when the condition holds, else why not."""
     if isinstance(cond, m.ParamCondition):
         v = lookup(call.params, parse_path(cond.param).segments)
         if cond.exists is False:
+            # Every operator must hold, and all but "exists: false" fail on a missing value.
+            if cond.model_fields_set - {"param", "exists"}:
+                return "'exists: false' with other tests never holds"
             return None if v is MISSING else f"{cond.param} exists"
         if v is MISSING:
             return f"{cond.param} is missing"
@@ -193,6 +204,8 @@ def _check(cond: m.Condition, call: ToolCall, now: datetime, graph: Any) -> str 
         t = cond.destination
         dest = call.destination
         if t.exists is False:
+            if t.model_fields_set - {"exists"}:
+                return "'exists: false' with other tests never holds"
             return None if dest is None else "destination exists"
         if dest is None:
             return "no destination"
@@ -234,6 +247,7 @@ def _check(cond: m.Condition, call: ToolCall, now: datetime, graph: Any) -> str 
             return f"depth {len(chain)} < {c.depth_gte}"
         if c.follows_spawn_graph is not None:
             hops = [*chain, call.agent_id]
+            graph = policy.spawn_graph
             ok = all(
                 parent in graph and child in graph[parent]
                 for parent, child in itertools.pairwise(hops)
@@ -243,8 +257,11 @@ def _check(cond: m.Condition, call: ToolCall, now: datetime, graph: Any) -> str 
         return None
     if isinstance(cond, m.CostCondition):
         cost = call.cost_estimate
+        if cost is None:  # fall back to the declared cost of the tool
+            decl = _tool_decl(policy, call.tool)
+            cost = float(decl.cost) if decl is not None and decl.cost is not None else None
         if cost is None:
-            return "no cost estimate"
+            return "no cost estimate and no declared tool cost"
         for op, bound in (
             ("gt", cond.cost.gt),
             ("gte", cond.cost.gte),
@@ -263,7 +280,7 @@ def _check(cond: m.Condition, call: ToolCall, now: datetime, graph: Any) -> str 
                 return f"cost {cost} not {op} {bound}"
         return None
     if isinstance(cond, m.AnyCondition):
-        whys = [_check(c, call, now, graph) for c in cond.any]
+        whys = [_check(c, call, now, policy) for c in cond.any]
         return (
             None
             if any(w is None for w in whys)
@@ -271,11 +288,11 @@ def _check(cond: m.Condition, call: ToolCall, now: datetime, graph: Any) -> str 
         )
     if isinstance(cond, m.AllCondition):
         for sub in cond.all:
-            why = _check(sub, call, now, graph)
+            why = _check(sub, call, now, policy)
             if why:
                 return why
         return None
-    return "'not' condition holds inside" if _check(cond.not_, call, now, graph) is None else None
+    return "'not' condition holds inside" if _check(cond.not_, call, now, policy) is None else None
 
 
 def _rule_why(
@@ -285,7 +302,7 @@ def _rule_why(
     if why:
         return why
     for i, cond in enumerate(rule.model.when):
-        why = _check(cond, call, now, policy.spawn_graph)
+        why = _check(cond, call, now, policy)
         if why:
             return f"when[{i}]: {why}"
     return None

@@ -20,6 +20,7 @@ composed again through the YAML reader only to learn positions for diagnostics.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +181,16 @@ def _to_data(
             text = node.value
             return int(text, 0) if text[:2] in ("0o", "0x") else int(text)
         if node.tag == "tag:yaml.org,2002:float":
-            return constructor.construct_yaml_float(node)
+            value = constructor.construct_yaml_float(node)
+            if not math.isfinite(value):
+                # JSON has no NaN or infinity, and NaN makes "ne"/"not_in" hold for everything.
+                raise _SourceError(
+                    ErrorCode.POLICY_INVALID_VALUE,
+                    f"{node.value!r}: numbers must be finite",
+                    node.start_mark.line + 1,
+                    node.start_mark.column + 1,
+                )
+            return value
         if node.tag == "tag:yaml.org,2002:bool":
             return node.value.lower() == "true"
         return None
@@ -234,6 +244,10 @@ def _json_duplicate_guard(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name}: numbers must be finite")
+
+
 def _json_depth_ok(text: str) -> bool:
     depth = deepest = 0
     in_string = escaped = False
@@ -268,13 +282,20 @@ def parse_text(text: str, file: str, *, fmt: str | None = None) -> SourceDocumen
         if not _json_depth_ok(text):
             raise _SourceError(ErrorCode.POLICY_TOO_DEEP, f"nested deeper than {MAX_DEPTH}", 1, 1)
         try:
-            data = json.loads(text, object_pairs_hook=_json_duplicate_guard)
+            data = json.loads(
+                text, object_pairs_hook=_json_duplicate_guard, parse_constant=_refuse_constant
+            )
         except json.JSONDecodeError as exc:
             raise _SourceError(
                 ErrorCode.POLICY_JSON_SYNTAX, exc.msg, exc.lineno, exc.colno
             ) from None
         except ValueError as exc:
-            raise _SourceError(ErrorCode.POLICY_DUPLICATE_KEY, str(exc), 1, 1) from None
+            code = (
+                ErrorCode.POLICY_DUPLICATE_KEY
+                if str(exc).startswith("duplicate")
+                else ErrorCode.POLICY_INVALID_VALUE
+            )
+            raise _SourceError(code, str(exc), 1, 1) from None
         # Positions only: JSON is (practically) YAML flow syntax. If the YAML
         # reader disagrees on some exotic escape, diagnostics fall back to 1:1.
         try:
@@ -332,7 +353,8 @@ def read_source(path: Path, display: str | None = None) -> SourceDocument | Diag
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return Diagnostic(
-            ErrorCode.POLICY_YAML_SYNTAX, f"not valid UTF-8 at byte {exc.start}", file=name
+        code = (
+            ErrorCode.POLICY_JSON_SYNTAX if name.endswith(".json") else ErrorCode.POLICY_YAML_SYNTAX
         )
+        return Diagnostic(code, f"not valid UTF-8 at byte {exc.start}", file=name)
     return parse_source(text, name)
