@@ -146,3 +146,43 @@ def test_installed_entry_point_runs() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "0 failed" in proc.stdout
+
+
+def test_eval_json_reports_an_uncompilable_policy_as_json(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: aegis.dev/v1\nkind: Policy\nmetadata: {name: b}\nrules: [{id: r, effect: allow, when: [{param: x, matches: '(?=x)'}]}]\n"
+    )
+    result = runner.invoke(
+        cli, ["policy", "eval", "--json", "-p", str(bad), "-"], input=BIG_PAYMENT
+    )
+    assert result.exit_code == 3
+    body = json.loads(result.output)
+    assert body["diagnostics"][0]["code"] == "policy.invalid_regex"
+
+
+def test_call_input_must_be_utf8_json_or_safe_yaml(runner: CliRunner) -> None:
+    raw = runner.invoke(
+        cli, ["policy", "eval", "--json", "-p", str(PAYMENTS), "-"], input=b"\xff\xfe"
+    )
+    assert raw.exit_code == 3
+    assert json.loads(raw.output)["error"]["code"] == "call.invalid_json"
+    as_yaml = "tenant: acme\nagent_id: finance-agent\ntool: stripe.create_payment\nparams: {amount: 10, currency: USD}\n"
+    ok = runner.invoke(cli, ["policy", "eval", "--json", "-p", str(PAYMENTS), "-"], input=as_yaml)
+    assert json.loads(ok.output)["outcome"] == "allow"
+    bomb = "a: &a [1, 2]\nb: *a\n"
+    refused = runner.invoke(cli, ["policy", "eval", "--json", "-p", str(PAYMENTS), "-"], input=bomb)
+    assert refused.exit_code == 3
+    assert json.loads(refused.output)["error"]["code"] == "call.invalid_json"
+
+
+def test_bundle_hash_does_not_depend_on_the_working_directory(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = json.loads(runner.invoke(cli, ["policy", "validate", "--json", str(EXAMPLES)]).output)
+    monkeypatch.chdir(EXAMPLES)
+    second = json.loads(runner.invoke(cli, ["policy", "validate", "--json", "."]).output)
+    assert first["bundle_hash"] == second["bundle_hash"]
+    assert first["policy_version"] == second["policy_version"]

@@ -162,8 +162,12 @@ tools:
     assert policy.kind_of(unknown) is ToolKind.WRITE
     read = parse_call({"tenant": "t", "agent_id": "a", "tool": "db.query", "kind": "write"})
     assert policy.kind_of(read) is ToolKind.READ
-    assert str(policy.fail_mode(ToolKind.READ)) == "open"
-    assert str(policy.fail_mode(ToolKind.WRITE)) == "closed"
+    assert str(policy.fail_mode_for(read)) == "open"
+    assert str(policy.fail_mode_for(call)) == "closed"
+    # A read claimed by the caller on an undeclared tool matches read rules but never fails open.
+    claimed = parse_call({"tenant": "t", "agent_id": "a", "tool": "shell.exec", "kind": "read"})
+    assert policy.kind_of(claimed) is ToolKind.READ
+    assert str(policy.fail_mode_for(claimed)) == "closed"
 
 
 def test_version_and_bundle_hash() -> None:

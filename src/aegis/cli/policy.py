@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from aegis.core.call import parse_call
@@ -28,6 +28,7 @@ from aegis.policy.compiler import load_policy
 from aegis.policy.engine import decide
 from aegis.policy.reference import reference_evaluate
 from aegis.policy.schema import policy_json_schema
+from aegis.policy.source import parse_source
 from aegis.policy.testing import run_suites
 
 EXIT_OK = 0
@@ -51,9 +52,9 @@ def _emit_json(data: Any) -> None:
 def _print_diagnostics(diags: tuple[Diagnostic, ...] | list[Diagnostic], console: Console) -> None:
     for d in diags:
         style = "red" if d.severity is Severity.ERROR else "yellow"
+        where = f"{d.file}:{d.line}:{d.column}: " if d.line else ""
         console.print(
-            f"{d.file}:{d.line}:{d.column}: [{style}]{d.severity}[/{style}] "
-            f"[bold]{d.code}[/bold] {d.message}",
+            f"{where}[{style}]{d.severity}[/{style}] [bold]{d.code}[/bold] {escape(d.message)}",
             markup=True,
         )
 
@@ -69,17 +70,23 @@ def _parse_now(value: str | None) -> datetime:
 
 
 def _read_call(source: str) -> Any:
-    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    """A call from a file or stdin: JSON, or YAML read by the policy loader's safe reader."""
+    raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise CallError(
-                ErrorCode.CALL_INVALID_JSON,
-                f"not JSON or YAML: {exc}",
-            ) from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CallError(ErrorCode.CALL_INVALID_JSON, f"not UTF-8 at byte {exc.start}") from None
+    try:
+        return json.loads(text, parse_constant=_no_constants)
+    except (json.JSONDecodeError, ValueError):
+        parsed = parse_source(text, "<call>")
+        if isinstance(parsed, Diagnostic):
+            raise CallError(ErrorCode.CALL_INVALID_JSON, f"not JSON or YAML: {parsed}") from None
+        return parsed.data
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 @click.group("policy")
@@ -117,8 +124,13 @@ def validate_cmd(paths: tuple[Path, ...], strict: bool, as_json: bool) -> None:
         )
     else:
         _print_diagnostics(warnings, _console(err=True))
+        verdict = (
+            "[red]failed[/red] (warnings with --strict)"
+            if strict and warnings
+            else "[green]ok[/green]"
+        )
         _console().print(
-            f"[green]ok[/green] {len(compiled.rules)} rules in {len(compiled.sources)} file(s), "
+            f"{verdict} {len(compiled.rules)} rules in {len(compiled.sources)} file(s), "
             f"version {compiled.version}, {compiled.bundle_hash}"
             + (f", {len(warnings)} warning(s)" if warnings else "")
         )
@@ -158,11 +170,14 @@ def test_cmd(paths: tuple[Path, ...], now: str | None, verbose: bool, as_json: b
     sys.exit(EXIT_FAILED if run.failed else EXIT_OK)
 
 
-def _load_for_call(policy: tuple[Path, ...]) -> Any:
+def _load_for_call(policy: tuple[Path, ...], as_json: bool) -> Any:
     try:
         return load_policy(list(policy))
     except PolicyLoadError as exc:
-        _print_diagnostics(exc.diagnostics, _console(err=True))
+        if as_json:
+            _emit_json({"error": "policy", "diagnostics": [d.to_dict() for d in exc.diagnostics]})
+        else:
+            _print_diagnostics(exc.diagnostics, _console(err=True))
         sys.exit(EXIT_INPUT)
 
 
@@ -198,7 +213,7 @@ _policy_opt = click.option(
 @_json_flag
 def eval_cmd(policy: tuple[Path, ...], call: str, now: str | None, as_json: bool) -> None:
     """Decide one call (JSON or YAML, from a file or '-' for stdin)."""
-    compiled = _load_for_call(policy)
+    compiled = _load_for_call(policy, as_json)
     tool_call = _call_or_exit(call, as_json)
     decision = decide(compiled, tool_call, _parse_now(now))
     if as_json:
@@ -228,7 +243,7 @@ def eval_cmd(policy: tuple[Path, ...], call: str, now: str | None, as_json: bool
 @_json_flag
 def explain_cmd(policy: tuple[Path, ...], call: str, now: str | None, as_json: bool) -> None:
     """Show every rule: whether it matched this call and, if not, why not."""
-    compiled = _load_for_call(policy)
+    compiled = _load_for_call(policy, as_json)
     tool_call = _call_or_exit(call, as_json)
     at = _parse_now(now)
     decision = decide(compiled, tool_call, at)

@@ -174,18 +174,25 @@ class CompiledPolicy:
         return None
 
     def kind_of(self, call: ToolCall) -> ToolKind:
-        """The declared kind wins over what the caller claims; unknown means write.
-
-        An agent must not talk its way into read-tool fail-open by labelling a
-        write as a read, and an undeclared tool is treated as the riskier kind.
-        """
+        """The kind rules match on: the policy's declaration wins over the call's
+        ``kind``; an undeclared tool takes the call's kind, and is a write when
+        the call names none (the riskier kind)."""
         info = self.tool_info(call.tool)
         if info is not None:
             return info.kind
         return call.kind if call.kind is not None else ToolKind.WRITE
 
-    def fail_mode(self, kind: ToolKind) -> FailMode:
-        return self.defaults.fail_read if kind is ToolKind.READ else self.defaults.fail_write
+    def fail_mode_for(self, call: ToolCall) -> FailMode:
+        """What a door answers when it cannot decide this call.
+
+        Only a tool this policy *declares* as a read may fail open: the call's
+        own ``kind`` comes from the agent side, and an agent must not talk its
+        way into fail-open by labelling a write as a read (DESIGN.md §3).
+        """
+        info = self.tool_info(call.tool)
+        if info is not None and info.kind is ToolKind.READ:
+            return self.defaults.fail_read
+        return FailMode.CLOSED
 
     def candidates(self, tenant: str, tool: str, phase: McpPhase, kind: ToolKind) -> Candidates:
         key = (tenant, tool, phase, kind)

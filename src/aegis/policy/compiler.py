@@ -96,12 +96,19 @@ def is_policy_file(path: Path) -> bool:
 
 def policy_files(paths: Iterable[Path]) -> list[Path]:
     """Policy files under the given files/directories (``*.test.yaml`` are test suites)."""
-    found: list[Path] = []
+    return [file for file, _ in named_policy_files(paths)]
+
+
+def named_policy_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Policy files with their names in the set: relative to the folder given, or the
+    file's own name when a file is given directly."""
+    found: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_policy_file(p)))
+            files = sorted(p for p in path.rglob("*") if p.is_file() and is_policy_file(p))
+            found.extend((p, p.relative_to(path).as_posix()) for p in files)
         else:
-            found.append(path)
+            found.append((path, path.name))
     return found
 
 
@@ -109,13 +116,19 @@ def load_policy(
     paths: Sequence[Path], *, version: str | None = None, psl: PublicSuffixList | None = None
 ) -> CompiledPolicy:
     """Read and compile policy files or directories; raise PolicyLoadError on any error."""
-    files = policy_files(paths)
+    files = named_policy_files(paths)
     if not files:
         where = ", ".join(str(p) for p in paths)
         raise PolicyLoadError(
             (Diagnostic(ErrorCode.POLICY_NO_FILES, f"no policy files found in {where}"),)
         )
-    return compile_sources([read_source(p) for p in files], version=version, psl=psl)
+    names = [name for _, name in files]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise PolicyLoadError(
+            (Diagnostic(ErrorCode.POLICY_DUPLICATE_ID, f"two policy files are both named {dup!r}"),)
+        )
+    return compile_sources([read_source(p, name) for p, name in files], version=version, psl=psl)
 
 
 def compile_text(text: str, file: str = "<input>", *, version: str | None = None) -> CompiledPolicy:
@@ -651,10 +664,13 @@ def stage_check(ctx: CompileContext, docs: list[m.PolicyDocument], resolved: Res
 
 
 def bundle_hash(sources: Sequence[SourceDocument]) -> str:
-    """sha256 over (file name, text) pairs in name order: the identity of the exact bytes."""
+    """sha256 over (name in the set, text) pairs in name order: the identity of the bytes.
+
+    Lengths prefix each part, so no two different sets serialise the same way.
+    """
     digest = hashlib.sha256()
-    for source in sorted(sources, key=lambda s: s.file):
-        for part in (source.file, source.text):
+    for source in sorted(sources, key=lambda s: s.set_name):
+        for part in (source.set_name, source.text):
             data = part.encode("utf-8", "surrogatepass")
             digest.update(len(data).to_bytes(8, "big"))
             digest.update(data)

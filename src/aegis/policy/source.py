@@ -19,6 +19,7 @@ composed again through the YAML reader only to learn positions for diagnostics.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -42,12 +43,23 @@ LocPath = tuple[str | int, ...]
 
 @dataclass(frozen=True, slots=True)
 class SourceDocument:
-    """One parsed file: its data and where each node came from (1-based)."""
+    """One parsed file: its data and where each node came from (1-based).
+
+    ``file`` is how diagnostics name it (the path as the user typed it);
+    ``name`` is its name inside the policy set (relative to the folder it was
+    loaded from), which is what the bundle hash covers -- so the same bytes get
+    the same hash whatever the working directory.
+    """
 
     file: str
     text: str
     data: Any
     locations: dict[LocPath, tuple[int, int]] = field(default_factory=dict)
+    name: str = ""
+
+    @property
+    def set_name(self) -> str:
+        return self.name or self.file
 
     def locate(self, path: LocPath) -> tuple[int, int]:
         """Position of the deepest node of ``path`` that exists in the source.
@@ -334,9 +346,12 @@ def parse_source(text: str, file: str, *, fmt: str | None = None) -> SourceDocum
         )
 
 
-def read_source(path: Path, display: str | None = None) -> SourceDocument | Diagnostic:
-    """Read and parse one file, bounding the read before decoding it."""
-    name = display or str(path)
+def read_source(path: Path, set_name: str | None = None) -> SourceDocument | Diagnostic:
+    """Read and parse one file, bounding the read before decoding it.
+
+    ``set_name`` is the file's name within its policy set (see SourceDocument).
+    """
+    name = str(path)
     try:
         with path.open("rb") as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)
@@ -357,4 +372,7 @@ def read_source(path: Path, display: str | None = None) -> SourceDocument | Diag
             ErrorCode.POLICY_JSON_SYNTAX if name.endswith(".json") else ErrorCode.POLICY_YAML_SYNTAX
         )
         return Diagnostic(code, f"not valid UTF-8 at byte {exc.start}", file=name)
-    return parse_source(text, name)
+    parsed = parse_source(text, name)
+    if isinstance(parsed, SourceDocument) and set_name:
+        return dataclasses.replace(parsed, name=set_name)
+    return parsed
