@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from aegis.errors import Diagnostic, ErrorCode
 
@@ -84,167 +83,187 @@ class _SourceError(Exception):
         self.column = column
 
 
-def _core_schema_loader() -> type[yaml.SafeLoader]:
-    """A SafeLoader whose implicit scalar resolution is the YAML 1.2 core schema."""
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution): the only
+# implicit types of plain scalars. Everything else is a string.
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
 
-    class CoreLoader(yaml.SafeLoader):
-        pass
-
-    CoreLoader.yaml_implicit_resolvers = {}
-    resolvers = [
-        ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-        ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
-        (
-            "tag:yaml.org,2002:float",
-            r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-            r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-            "-+0123456789.",
-        ),
-        ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
-    ]
-    for tag, pattern, first in resolvers:
-        CoreLoader.add_implicit_resolver(tag, re.compile(pattern), list(first))
-    return CoreLoader
+_TAG = "tag:yaml.org,2002:"
+_SCALAR_TAGS: Final = {f"{_TAG}str", f"{_TAG}int", f"{_TAG}float", f"{_TAG}bool", f"{_TAG}null"}
 
 
-_CORE_TAGS: Final = {
-    "tag:yaml.org,2002:str",
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
-    "tag:yaml.org,2002:seq",
-    "tag:yaml.org,2002:map",
-}
+def _where(event: Any) -> tuple[int, int]:
+    mark = event.start_mark
+    return mark.line + 1, mark.column + 1
 
 
-def _compose(text: str) -> Node | None:
-    """Compose one YAML document into a node graph, refusing aliases and deep nesting."""
-    loader_cls = _core_schema_loader()
-    depth = [0]
+def _scalar(event: Any) -> Any:
+    """The value of a scalar event under the core schema; explicit tags only if core."""
+    value: str = event.value
+    tag = event.tag
+    if tag is not None and tag != "!":
+        if tag not in _SCALAR_TAGS:
+            raise _SourceError(
+                ErrorCode.POLICY_YAML_TAG, f"YAML tag {tag!r} is not allowed", *_where(event)
+            )
+        kind = tag[len(_TAG) :]
+    elif tag == "!" or not event.implicit[0]:
+        return value  # quoted or block scalar: always a string
+    elif _NULL.match(value):
+        return None
+    elif _BOOL.match(value):
+        return value.lower() == "true"
+    elif _INT.match(value):
+        kind = "int"
+    elif _FLOAT.match(value):
+        kind = "float"
+    else:
+        return value
+    try:
+        if kind == "str":
+            return value
+        if kind == "null":
+            return None
+        if kind == "bool":
+            return {"true": True, "false": False}[value.lower()]
+        if kind == "int":
+            return (
+                int(value[2:], 8 if value[1] == "o" else 16)
+                if value[:2] in ("0o", "0x")
+                else int(value)
+            )
+        number = float(value.replace(".inf", "inf").replace(".Inf", "inf").replace(".INF", "inf"))
+    except (ValueError, KeyError):
+        raise _SourceError(
+            ErrorCode.POLICY_INVALID_VALUE, f"{value!r} is not a valid {kind}", *_where(event)
+        ) from None
+    if not math.isfinite(number):
+        # JSON has no NaN or infinity, and NaN makes "ne"/"not_in" hold for everything.
+        raise _SourceError(
+            ErrorCode.POLICY_INVALID_VALUE, f"{value!r}: numbers must be finite", *_where(event)
+        )
+    return number
 
-    class GuardedLoader(loader_cls):  # type: ignore[misc,valid-type]
-        def compose_node(self, parent: Node | None, index: object) -> Node:
-            if self.check_event(yaml.AliasEvent):
-                mark = self.peek_event().start_mark
+
+class _Frame:
+    __slots__ = ("container", "key", "path")
+
+    def __init__(self, container: dict[str, Any] | list[Any], path: LocPath) -> None:
+        self.container = container
+        self.path = path
+        self.key: str | None = None  # a mapping's key awaiting its value
+
+
+def _load_yaml(text: str, locations: dict[LocPath, tuple[int, int]]) -> Any:
+    """Build plain data from libyaml's event stream, with a position for every node.
+
+    Working on events (not PyYAML's node graph) means an alias is refused the
+    moment it appears -- nothing is ever expanded -- and depth is counted before
+    any recursion could happen. The C parser keeps large files fast.
+    """
+    loader = yaml.CSafeLoader(text) if yaml.__with_libyaml__ else yaml.SafeLoader(text)
+    stack: list[_Frame] = []
+    root: Any = None
+    have_root = False
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.AliasEvent):
                 raise _SourceError(
                     ErrorCode.POLICY_YAML_ALIAS,
                     "YAML aliases are not allowed in policies (they enable expansion bombs)",
-                    mark.line + 1,
-                    mark.column + 1,
+                    *_where(event),
                 )
-            event = self.peek_event()
+            if isinstance(event, yaml.DocumentStartEvent) and have_root:
+                raise _SourceError(
+                    ErrorCode.POLICY_MULTIPLE_DOCUMENTS,
+                    "one policy document per file ('---' separates a second one)",
+                    *_where(event),
+                )
+            if not isinstance(event, yaml.NodeEvent | yaml.CollectionEndEvent):
+                continue
             if getattr(event, "anchor", None):
-                mark = event.start_mark
                 raise _SourceError(
                     ErrorCode.POLICY_YAML_ALIAS,
                     "YAML anchors are not allowed in policies",
-                    mark.line + 1,
-                    mark.column + 1,
+                    *_where(event),
                 )
-            depth[0] += 1
-            if depth[0] > MAX_DEPTH:
-                mark = event.start_mark
-                raise _SourceError(
-                    ErrorCode.POLICY_TOO_DEEP,
-                    f"nested deeper than {MAX_DEPTH} levels",
-                    mark.line + 1,
-                    mark.column + 1,
-                )
-            try:
-                node: Node = super().compose_node(parent, index)
-                return node
-            finally:
-                depth[0] -= 1
-
-    loader = GuardedLoader(text)
-    try:
-        if not loader.check_node():
-            return None
-        node = loader.get_node()
-        if loader.check_node():
-            mark = loader.peek_event().start_mark
-            raise _SourceError(
-                ErrorCode.POLICY_MULTIPLE_DOCUMENTS,
-                "one policy document per file ('---' separates a second one)",
-                mark.line + 1,
-                mark.column + 1,
-            )
-        return node  # type: ignore[no-any-return]
+            if isinstance(event, yaml.CollectionEndEvent):
+                frame = stack.pop()
+                value: Any = frame.container
+                if not stack:
+                    root, have_root = value, True
+                continue
+            top = stack[-1] if stack else None
+            if isinstance(top, _Frame) and isinstance(top.container, dict) and top.key is None:
+                # This event is a mapping key.
+                if not isinstance(event, yaml.ScalarEvent):
+                    raise _SourceError(
+                        ErrorCode.POLICY_INVALID_TYPE,
+                        "mapping keys must be plain strings",
+                        *_where(event),
+                    )
+                key = event.value
+                if key == "<<" and event.implicit[0]:
+                    raise _SourceError(
+                        ErrorCode.POLICY_YAML_ALIAS,
+                        "YAML merge keys ('<<') are not allowed",
+                        *_where(event),
+                    )
+                if key in top.container:
+                    raise _SourceError(
+                        ErrorCode.POLICY_DUPLICATE_KEY, f"duplicate key {key!r}", *_where(event)
+                    )
+                locations[(*top.path, key, KEY)] = _where(event)
+                top.key = key
+                continue
+            # This event is a value: where does it go?
+            if top is None:
+                path: LocPath = ()
+            elif isinstance(top.container, dict):
+                assert top.key is not None
+                path = (*top.path, top.key)
+            else:
+                path = (*top.path, len(top.container))
+            locations[path] = _where(event)
+            if isinstance(event, yaml.ScalarEvent):
+                value = _scalar(event)
+            else:
+                tag = getattr(event, "tag", None)  # CollectionStartEvent
+                if tag is not None and tag != "!" and tag not in (f"{_TAG}seq", f"{_TAG}map"):
+                    raise _SourceError(
+                        ErrorCode.POLICY_YAML_TAG,
+                        f"YAML tag {tag!r} is not allowed",
+                        *_where(event),
+                    )
+                if len(stack) >= MAX_DEPTH:
+                    raise _SourceError(
+                        ErrorCode.POLICY_TOO_DEEP,
+                        f"nested deeper than {MAX_DEPTH} levels",
+                        *_where(event),
+                    )
+                value = {} if isinstance(event, yaml.MappingStartEvent) else []
+            if top is None:
+                if isinstance(event, yaml.ScalarEvent):
+                    root, have_root = value, True
+            elif isinstance(top.container, dict):
+                assert top.key is not None
+                top.container[top.key] = value
+                top.key = None
+            else:
+                top.container.append(value)
+            if not isinstance(event, yaml.ScalarEvent):
+                stack.append(_Frame(value, path))
     finally:
         loader.dispose()
-
-
-def _to_data(
-    node: Node, path: LocPath, locations: dict[LocPath, tuple[int, int]], constructor: Any
-) -> Any:
-    locations[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if node.tag not in _CORE_TAGS:
-        raise _SourceError(
-            ErrorCode.POLICY_YAML_TAG,
-            f"YAML tag {node.tag!r} is not allowed",
-            node.start_mark.line + 1,
-            node.start_mark.column + 1,
-        )
-    if isinstance(node, ScalarNode):
-        if node.tag == "tag:yaml.org,2002:str":
-            return node.value
-        if node.tag == "tag:yaml.org,2002:int":
-            text = node.value
-            return int(text, 0) if text[:2] in ("0o", "0x") else int(text)
-        if node.tag == "tag:yaml.org,2002:float":
-            value = constructor.construct_yaml_float(node)
-            if not math.isfinite(value):
-                # JSON has no NaN or infinity, and NaN makes "ne"/"not_in" hold for everything.
-                raise _SourceError(
-                    ErrorCode.POLICY_INVALID_VALUE,
-                    f"{node.value!r}: numbers must be finite",
-                    node.start_mark.line + 1,
-                    node.start_mark.column + 1,
-                )
-            return value
-        if node.tag == "tag:yaml.org,2002:bool":
-            return node.value.lower() == "true"
-        return None
-    if isinstance(node, SequenceNode):
-        return [
-            _to_data(child, (*path, i), locations, constructor)
-            for i, child in enumerate(node.value)
-        ]
-    if isinstance(node, MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode):
-                raise _SourceError(
-                    ErrorCode.POLICY_INVALID_TYPE,
-                    "mapping keys must be plain strings",
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
-                )
-            key = str(key_node.value)
-            if key == "<<":
-                raise _SourceError(
-                    ErrorCode.POLICY_YAML_ALIAS,
-                    "YAML merge keys ('<<') are not allowed",
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
-                )
-            if key in out:
-                raise _SourceError(
-                    ErrorCode.POLICY_DUPLICATE_KEY,
-                    f"duplicate key {key!r}",
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
-                )
-            locations[(*path, key, KEY)] = (
-                key_node.start_mark.line + 1,
-                key_node.start_mark.column + 1,
-            )
-            out[key] = _to_data(value_node, (*path, key), locations, constructor)
-        return out
-    raise _SourceError(
-        ErrorCode.POLICY_INVALID_TYPE, "unsupported YAML node", 1, 1
-    )  # pragma: no cover
+    if not have_root:
+        raise _SourceError(ErrorCode.POLICY_EMPTY, "the file holds no document", 1, 1)
+    return root
 
 
 def _json_duplicate_guard(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -289,7 +308,6 @@ def parse_text(text: str, file: str, *, fmt: str | None = None) -> SourceDocumen
         )
     is_json = fmt == "json" or (fmt is None and file.endswith(".json"))
     locations: dict[LocPath, tuple[int, int]] = {}
-    constructor = yaml.SafeLoader("")
     if is_json:
         if not _json_depth_ok(text):
             raise _SourceError(ErrorCode.POLICY_TOO_DEEP, f"nested deeper than {MAX_DEPTH}", 1, 1)
@@ -311,14 +329,12 @@ def parse_text(text: str, file: str, *, fmt: str | None = None) -> SourceDocumen
         # Positions only: JSON is (practically) YAML flow syntax. If the YAML
         # reader disagrees on some exotic escape, diagnostics fall back to 1:1.
         try:
-            node = _compose(text)
-            if node is not None:
-                _to_data(node, (), locations, constructor)
+            _load_yaml(text, locations)
         except (yaml.YAMLError, _SourceError):
             locations = {}
         return SourceDocument(file, text, data, locations)
     try:
-        node = _compose(text)
+        data = _load_yaml(text, locations)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -328,9 +344,6 @@ def parse_text(text: str, file: str, *, fmt: str | None = None) -> SourceDocumen
         ) from None
     except yaml.YAMLError as exc:
         raise _SourceError(ErrorCode.POLICY_YAML_SYNTAX, str(exc), 1, 1) from None
-    if node is None:
-        raise _SourceError(ErrorCode.POLICY_EMPTY, "the file holds no document", 1, 1)
-    data = _to_data(node, (), locations, constructor)
     return SourceDocument(file, text, data, locations)
 
 
