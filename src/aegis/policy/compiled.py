@@ -17,7 +17,7 @@ from typing import Final
 
 from aegis.core.call import McpPhase, ToolCall, ToolKind
 from aegis.core.decision import ApprovalRequirement, FailMode, Mode, Outcome
-from aegis.dlp import Redactor
+from aegis.dlp import Redactor, combine
 from aegis.errors import Diagnostic
 from aegis.policy import model as m
 from aegis.policy.conditions import Predicate
@@ -93,7 +93,7 @@ class Candidates:
     approval: tuple[CompiledRule, ...]
     sanitize: tuple[CompiledRule, ...]
     allow: tuple[CompiledRule, ...]
-    shadow: Candidates | None  # every rule, enforce and shadow, when any shadow rule applies
+    shadow: Candidates | None  # the shadow-mode rules alone, when any applies
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +146,7 @@ class CompiledPolicy:
     _memo: dict[tuple[str, str, McpPhase, ToolKind], Candidates] = field(
         default_factory=dict, repr=False
     )
+    _redactors: dict[tuple[int, ...], Redactor] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for rule in self.rules:
@@ -158,6 +159,19 @@ class CompiledPolicy:
                             bucket.globbed.append(rule)
                     else:
                         bucket.exact.setdefault(pattern, []).append(rule)
+
+    def redactor_for(self, rules: tuple[CompiledRule, ...]) -> Redactor:
+        """One redactor for the sanitize rules that matched together (combined once)."""
+        if len(rules) == 1 and rules[0].redactor is not None:
+            return rules[0].redactor
+        key = tuple(r.order for r in rules)
+        found = self._redactors.get(key)
+        if found is None:
+            found = combine([r.redactor for r in rules if r.redactor is not None])
+            if len(self._redactors) >= MEMO_LIMIT:
+                self._redactors.clear()
+            self._redactors[key] = found
+        return found
 
     @property
     def memo_size(self) -> int:
@@ -224,10 +238,8 @@ class CompiledPolicy:
             if (r.kind is None or r.kind is kind) and (r.phase is None or r.phase is phase)
         ]
         enforce = [r for r in applicable if r.mode is Mode.ENFORCE]
-        live = _split(enforce, None)
-        if len(enforce) == len(applicable):
-            return live
-        return _split(enforce, _split(applicable, None))
+        shadow = [r for r in applicable if r.mode is Mode.SHADOW]
+        return _split(enforce, _split(shadow, None) if shadow else None)
 
 
 def _split(rules: list[CompiledRule], shadow: Candidates | None) -> Candidates:

@@ -19,7 +19,6 @@ from datetime import datetime
 
 from aegis.core.call import Params, ToolCall
 from aegis.core.decision import Decision, Outcome, Redaction, ShadowResult, new_decision_id
-from aegis.dlp import combine
 from aegis.errors import ErrorCode
 from aegis.policy.compiled import Candidates, CompiledPolicy, CompiledRule
 
@@ -51,6 +50,42 @@ def _evaluate(c: Candidates, call: ToolCall, now: datetime) -> _Verdict | None:
     return None
 
 
+def _first(*rules: CompiledRule | None) -> CompiledRule | None:
+    present = [r for r in rules if r is not None]
+    return min(present, key=lambda r: r.order) if present else None
+
+
+def _merge(live: _Verdict | None, shadow: _Verdict | None) -> _Verdict | None:
+    """What enforce + shadow rules decide together, from each set's own verdict.
+
+    Each verdict holds what precedence needs from its set: a deny verdict its
+    first deny; otherwise the first approval (if any) and every matching
+    sanitizer; an allow verdict its first allow. Merging by precedence, with
+    source order between the two sets, equals evaluating the union -- without
+    evaluating the enforce rules twice.
+    """
+    if shadow is None:
+        return live
+    if live is None:
+        return shadow
+
+    def pick(verdict: _Verdict, outcome: Outcome) -> CompiledRule | None:
+        return verdict.deciding[0] if verdict.outcome is outcome else None
+
+    deny = _first(pick(live, Outcome.DENY), pick(shadow, Outcome.DENY))
+    if deny is not None:
+        return _Verdict(Outcome.DENY, (deny,), ())
+    sanitizers = tuple(sorted((*live.sanitizers, *shadow.sanitizers), key=lambda r: r.order))
+    approval = _first(pick(live, Outcome.APPROVAL_NEEDED), pick(shadow, Outcome.APPROVAL_NEEDED))
+    if approval is not None:
+        return _Verdict(Outcome.APPROVAL_NEEDED, (approval,), sanitizers)
+    if sanitizers:
+        return _Verdict(Outcome.SANITIZE, sanitizers, sanitizers)
+    allow = _first(pick(live, Outcome.ALLOW), pick(shadow, Outcome.ALLOW))
+    assert allow is not None  # both verdicts exist and neither denies, asks or sanitizes
+    return _Verdict(Outcome.ALLOW, (allow,), ())
+
+
 def decide(
     policy: CompiledPolicy, call: ToolCall, now: datetime, *, decision_id: str | None = None
 ) -> Decision:
@@ -63,7 +98,7 @@ def decide(
     verdict = _evaluate(cands, call, now)
     shadow: ShadowResult | None = None
     if cands.shadow is not None:
-        would = _evaluate(cands.shadow, call, now)
+        would = _merge(verdict, _evaluate(cands.shadow, call, now))
         would_outcome = would.outcome if would else policy.defaults.outcome
         live_outcome = verdict.outcome if verdict else policy.defaults.outcome
         if would_outcome is not live_outcome:
@@ -111,9 +146,7 @@ def _build_decision(
     redactions: tuple[Redaction, ...] = ()
     sanitized: Params | None = None
     if verdict.sanitizers:
-        redactors = [r.redactor for r in verdict.sanitizers if r.redactor is not None]
-        redactor = redactors[0] if len(redactors) == 1 else combine(redactors)
-        sanitized, redactions = redactor.apply(call.params)
+        sanitized, redactions = policy.redactor_for(verdict.sanitizers).apply(call.params)
     first = verdict.deciding[0]
     rule_ids = tuple(r.id for r in verdict.deciding)
     if verdict.outcome is Outcome.APPROVAL_NEEDED and verdict.sanitizers:

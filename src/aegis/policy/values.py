@@ -65,6 +65,16 @@ def glob_matcher(pattern: str) -> Callable[[str], bool]:
         return pattern.__eq__
     if pattern == "*":
         return lambda _name: True
+    # The shapes policies use almost always -- 'stripe.*', '*.read', 'a*z' -- are
+    # prefix/suffix tests, far cheaper than a regex call on the hot path.
+    if "?" not in pattern and pattern.count("*") == 1:
+        head, _, tail = pattern.partition("*")
+        if not tail:
+            return lambda name: name.startswith(head)
+        if not head:
+            return lambda name: name.endswith(tail)
+        least = len(head) + len(tail)
+        return lambda name: len(name) >= least and name.startswith(head) and name.endswith(tail)
     regex = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
     compiled = compile_re2(f"^(?s:{regex})$")
     return lambda name: compiled.search(name) is not None
