@@ -136,3 +136,18 @@ def test_parse_call_never_fails_other_than_call_error(data: dict[str, Any]) -> N
         assert str(exc.code).startswith("call.")
     else:
         assert call.tenant and call.agent_id and call.tool
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        with_(params={"text": "ok \ud800"}),
+        with_(params={"\udfff": 1}),
+        with_(tenant="acme\ud800"),
+        with_(destination="https://a.example/\ud800"),
+    ],
+)
+def test_lone_surrogates_are_refused(data: dict[str, Any]) -> None:
+    with pytest.raises(CallError) as info:
+        parse_call(data)
+    assert info.value.code is ErrorCode.CALL_INVALID_VALUE

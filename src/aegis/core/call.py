@@ -174,6 +174,8 @@ def parse_call(data: object) -> ToolCall:
         raise CallError(ErrorCode.CALL_INVALID_TYPE, "destination must be a string", "destination")
     if destination is not None and len(destination) > 8192:
         raise CallError(ErrorCode.CALL_TOO_LARGE, "destination is too long", "destination")
+    if destination is not None:
+        _check_unicode(destination, "destination")
 
     cost = data.get("cost_estimate")
     if cost is not None:
@@ -226,6 +228,7 @@ def _ident_value(value: object, path: str) -> str:
         raise CallError(ErrorCode.CALL_TOO_LARGE, f"{path} is longer than {_IDENT_MAX}", path)
     if not value.isprintable():
         raise CallError(ErrorCode.CALL_INVALID_VALUE, f"{path} has control characters", path)
+    _check_unicode(value, path)
     return value
 
 
@@ -252,6 +255,18 @@ def _enum(enum: type[_E], value: object, path: str) -> _E:
         ) from None
 
 
+def _check_unicode(text: str, path: str) -> None:
+    """Refuse lone surrogates: JSON's \ud800 escapes decode to text no UTF-8 peer
+    (a tool, a log pipeline, RE2) can represent."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CallError(
+                ErrorCode.CALL_INVALID_VALUE, "string is not valid Unicode (lone surrogate)", path
+            ) from None
+
+
 def _check_json(value: object, path: str, depth: int, counter: list[int]) -> JsonValue:
     """Copy ``value`` as plain JSON, refusing what a JSON peer could not represent."""
     counter[0] += 1
@@ -264,6 +279,7 @@ def _check_json(value: object, path: str, depth: int, counter: list[int]) -> Jso
     if isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
             raise CallError(ErrorCode.CALL_TOO_LARGE, "string is too long", path)
+        _check_unicode(value, path)
         return value
     if isinstance(value, int):
         if abs(value) > MAX_ABS_INT:
@@ -278,6 +294,7 @@ def _check_json(value: object, path: str, depth: int, counter: list[int]) -> Jso
         for k, v in value.items():
             if not isinstance(k, str):
                 raise CallError(ErrorCode.CALL_INVALID_TYPE, "object keys must be strings", path)
+            _check_unicode(k, path)
             out[k] = _check_json(v, f"{path}.{k}", depth + 1, counter)
         return out
     if isinstance(value, list | tuple):

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from aegis.core.regex import compile_re2
+from aegis.core.regex import ByteRegex
 from aegis.dlp import aws, card, email_address, iban, ip, jwt, pem, phone, ssn
 from aegis.dlp.detector import Detector, Validator
 from aegis.dlp.names import BUILTIN_DETECTOR_NAMES
@@ -27,7 +27,7 @@ def _make(
     *,
     retry: bool = False,
 ) -> Detector:
-    return Detector(name, pattern, compile_re2(pattern), validator, hints, retry)
+    return Detector(name, pattern, ByteRegex(pattern), validator, hints, retry)
 
 
 @functools.cache

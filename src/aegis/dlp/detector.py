@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from aegis.core.regex import Regex, compile_re2
+from aegis.core.regex import ByteRegex
 from aegis.dlp.names import BUILTIN_DETECTOR_NAMES
 from aegis.errors import ErrorCode, PatternError
 
@@ -53,7 +53,7 @@ class Detector:
 
     name: str
     pattern: str = field(repr=False)
-    _regex: Regex = field(repr=False, compare=False)
+    _regex: ByteRegex = field(repr=False, compare=False)
     _validator: Validator | None = field(default=None, repr=False, compare=False)
     #: Substrings of which at least one must occur for a match to be possible; a
     #: cheap C-speed ``in`` test that skips the regex call for most values.
@@ -76,8 +76,8 @@ class Detector:
         check_name(name)
         if name in BUILTIN_DETECTOR_NAMES:
             raise DetectorNameError(f"detector name {name!r} is reserved for a built-in detector")
-        regex = compile_re2(pattern)
-        if regex.fullmatch("") is not None:
+        regex = ByteRegex(pattern)
+        if regex.regex.fullmatch("") is not None:
             raise PatternError(
                 ErrorCode.POLICY_INVALID_REGEX,
                 f"pattern of detector {name!r} matches the empty string",
@@ -111,7 +111,7 @@ class Detector:
             match = search(data, pos)
             if match is None:
                 break
-            start, end = match.start(), match.end()
+            start, end = match
             if not ascii_only:
                 start, end = _widen(data, start, end)
             if start == end:  # an empty match redacts nothing; step past it
@@ -146,13 +146,13 @@ class Detector:
         endpos = end - 1
         while endpos > start and rejects <= MAX_REJECTS:
             match = self._regex.match(data, start, endpos)
-            if match is None or match.end() <= start:
+            if match is None or match[1] <= start:
                 break
-            stop = match.end() if ascii_only else _widen(data, start, match.end())[1]
+            stop = match[1] if ascii_only else _widen(data, start, match[1])[1]
             if validate(data[start:stop].decode("utf-8", "replace")):
                 return stop, rejects
             rejects += 1
-            endpos = match.end() - 1
+            endpos = match[1] - 1
         return 0, rejects
 
 

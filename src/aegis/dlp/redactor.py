@@ -28,7 +28,7 @@ from typing import Final
 from aegis.core.call import JsonValue, Params
 from aegis.core.decision import Redaction
 from aegis.core.paths import ParamPath, Segment, render
-from aegis.core.regex import Regex, compile_re2
+from aegis.core.regex import ByteRegex
 from aegis.dlp.detector import Detector
 from aegis.dlp.names import BUILTIN_DETECTOR_NAMES
 from aegis.dlp.overlap import Labelled, resolve
@@ -131,7 +131,7 @@ class _Walk:
     __slots__ = ("detectors", "gate", "markers", "path", "records")
 
     def __init__(
-        self, detectors: tuple[Detector, ...], markers: tuple[bytes, ...], gate: Regex | None
+        self, detectors: tuple[Detector, ...], markers: tuple[bytes, ...], gate: ByteRegex | None
     ) -> None:
         self.detectors = detectors
         self.markers = markers
@@ -234,7 +234,7 @@ class _Walk:
         return b"".join(pieces).decode("utf-8")
 
 
-def _gate(detectors: tuple[Detector, ...]) -> Regex | None:
+def _gate(detectors: tuple[Detector, ...]) -> ByteRegex | None:
     """One RE2 program matching wherever any detector's pattern matches.
 
     Most strings in params hold no candidate at all; one search with the union
@@ -245,7 +245,7 @@ def _gate(detectors: tuple[Detector, ...]) -> Regex | None:
     if len(detectors) < 2:
         return None
     try:
-        return compile_re2("|".join(f"(?:{d.pattern})" for d in detectors))
+        return ByteRegex("|".join(f"(?:{d.pattern})" for d in detectors))
     except PatternError:
         return None
 

@@ -56,6 +56,8 @@ class CompiledRule:
     source: SourceRef
     model: m.Rule
 
+    ids: tuple[str, ...]
+    """``(id,)``, built once: a Decision's rule_ids when this rule alone decides."""
     test: Predicate
     """Agent and label scope, then ``when``, as one call (tenant, tool, kind and
     phase are settled by the index before a rule is looked at)."""

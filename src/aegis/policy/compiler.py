@@ -644,6 +644,7 @@ def _resolve_rule(
         approval=approval,
         source=SourceRef(file, line, col),
         model=rule,
+        ids=(rule.id,),
         test=rule_test(
             agent_match, frozenset(scope.labels) if scope.labels is not None else None, when
         ),

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aegis.core.call import ToolCall
 from aegis.core.paths import MISSING, PathSyntaxError, lookup, parse_path
-from aegis.core.regex import compile_re2
+from aegis.core.regex import compile_test
 from aegis.errors import Diagnostic, ErrorCode, HostPatternError, PatternError, Severity
 from aegis.net import CidrSet, Host, HostSet, PublicSuffixList, parse_destination
 from aegis.policy import model as m
@@ -57,9 +57,9 @@ class Resolver:
 
     # -- building blocks -------------------------------------------------------
 
-    def regex(self, pattern: str, loc: LocPath) -> Any:
+    def regex(self, pattern: str, loc: LocPath) -> Callable[[str], bool] | None:
         try:
-            return compile_re2(pattern)
+            return compile_test(pattern)
         except PatternError as exc:
             self.error(exc.code, exc.message, loc)
             return None
@@ -170,15 +170,13 @@ class Resolver:
             hi = cond.max_length
             tests.append(lambda v: isinstance(v, str | list | dict) and len(v) <= hi)
         if cond.matches is not None:
-            rx = self.regex(cond.matches, (*loc, "matches"))
-            if rx is not None:
-                search = rx.search
-                tests.append(lambda v: isinstance(v, str) and search(v) is not None)
+            found = self.regex(cond.matches, (*loc, "matches"))
+            if found is not None:
+                tests.append(lambda v: isinstance(v, str) and found(v))
         if cond.not_matches is not None:
-            rx = self.regex(cond.not_matches, (*loc, "not_matches"))
-            if rx is not None:
-                search_n = rx.search
-                tests.append(lambda v: isinstance(v, str) and search_n(v) is None)
+            absent = self.regex(cond.not_matches, (*loc, "not_matches"))
+            if absent is not None:
+                tests.append(lambda v: isinstance(v, str) and not absent(v))
         return tests
 
     def param(self, cond: m.ParamCondition, loc: LocPath) -> Predicate:

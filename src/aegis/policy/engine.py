@@ -148,7 +148,8 @@ def _build_decision(
     if verdict.sanitizers:
         sanitized, redactions = policy.redactor_for(verdict.sanitizers).apply(call.params)
     first = verdict.deciding[0]
-    rule_ids = tuple(r.id for r in verdict.deciding)
+    deciding = verdict.deciding
+    rule_ids = deciding[0].ids if len(deciding) == 1 else tuple(r.id for r in deciding)
     if verdict.outcome is Outcome.APPROVAL_NEEDED and verdict.sanitizers:
         rule_ids += tuple(r.id for r in verdict.sanitizers)
     return Decision(
