@@ -15,7 +15,11 @@ Codes are grouped by prefix:
 
 * ``call.*``      -- the call itself is malformed; never allowed.
 * ``policy.*``    -- compile-time errors and warnings about a policy set.
-* ``decision.*``  -- why a decision came out as it did (deny reasons).
+* ``decision.*``  -- why a decision came out as it did (deny reasons, fail modes).
+* ``identity.*``  -- the caller's identity is missing, invalid or does not match.
+* ``pipeline.*``  -- the core could not decide (timeout, store down, a bug);
+  the configured fail mode turns it into a response, and both are recorded.
+* ``request.*``   -- a door refused the request before a call existed.
 * ``test.*``      -- `aegis policy test` suite problems.
 """
 
@@ -93,6 +97,35 @@ class ErrorCode(StrEnum):
     DECISION_DEFAULT_DENY = "decision.default_deny"
     DECISION_APPROVAL_REQUIRED = "decision.approval_required"
     DECISION_DEFAULT_ALLOW = "decision.default_allow"
+
+    DECISION_FAIL_CLOSED = "decision.fail_closed"
+    DECISION_FAIL_OPEN = "decision.fail_open"
+    DECISION_LIMIT_EXCEEDED = "decision.limit_exceeded"
+    DECISION_REVOKED = "decision.revoked"
+    DECISION_CHAIN_MISMATCH = "decision.chain_mismatch"
+
+    # -- identity (filled by the identity capability) -------------------------
+    IDENTITY_MISSING = "identity.missing"
+    IDENTITY_INVALID = "identity.invalid"
+    IDENTITY_MISMATCH = "identity.mismatch"
+
+    # -- the pipeline could not decide (a fail mode turns these into a response) -
+    PIPELINE_TIMEOUT = "pipeline.timeout"
+    PIPELINE_INTERNAL_ERROR = "pipeline.internal_error"
+    PIPELINE_STORE_UNAVAILABLE = "pipeline.store_unavailable"
+
+    # -- requests at a door, before any call exists ------------------------------
+    REQUEST_MALFORMED = "request.malformed"
+    REQUEST_INVALID_JSON = "request.invalid_json"
+    REQUEST_TOO_LARGE = "request.too_large"
+    REQUEST_UNSUPPORTED_MEDIA_TYPE = "request.unsupported_media_type"
+    REQUEST_METHOD_NOT_ALLOWED = "request.method_not_allowed"
+    REQUEST_NOT_FOUND = "request.not_found"
+    REQUEST_INVALID_HEADER = "request.invalid_header"
+    REQUEST_AMBIGUOUS_LENGTH = "request.ambiguous_length"
+    REQUEST_DESTINATION_REFUSED = "request.destination_refused"
+    REQUEST_UPSTREAM_FAILED = "request.upstream_failed"
+    REQUEST_TOOL_DEFINITION_CHANGED = "request.tool_definition_changed"
 
     # -- policy test suites -----------------------------------------------------
     TEST_INVALID_SUITE = "test.invalid_suite"

@@ -116,6 +116,7 @@ class Decision(NamedTuple):
     approval: ApprovalRequirement | None = None
     retry_after: float | None = None
     shadow: ShadowResult | None = None
+    approval_id: str | None = None
 
     @property
     def permits(self) -> bool:
@@ -136,6 +137,25 @@ class Decision(NamedTuple):
             "approval": self.approval.to_dict() if self.approval else None,
             "retry_after": self.retry_after,
             "shadow": self.shadow.to_dict() if self.shadow else None,
+            "approval_id": self.approval_id,
+        }
+
+    def error_body(self) -> dict[str, Any]:
+        """The one error body every door returns for a call it does not let through
+        (DESIGN.md §3): a PolicyViolation with its stable code."""
+        return {
+            "error": {
+                "type": "PolicyViolation",
+                "code": str(self.code),
+                "outcome": str(self.outcome),
+                "reason": self.reason,
+                "rule_ids": list(self.rule_ids),
+                "policy_version": self.policy_version,
+                "bundle_hash": self.bundle_hash,
+                "decision_id": self.decision_id,
+                "approval_id": self.approval_id,
+                "retry_after": self.retry_after,
+            }
         }
 
 

@@ -1,0 +1,163 @@
+"""The pipeline: one ToolCall in, one Decision out, the same for every door.
+
+Stages run in DESIGN.md §2's order -- identity, kill switch, chain, limits,
+policy, approvals -- then evidence. "Could not decide" (a timeout, a store
+that is down, a bug) is kept apart from "deny": the policy's fail mode for the
+call turns it into the answer (closed, or open for declared reads only), and
+the result carries both, so evidence records what happened and what was done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aegis.core.call import ToolCall
+from aegis.core.decision import Decision, FailMode, Outcome, new_decision_id
+from aegis.errors import ErrorCode
+from aegis.pipeline.policy_store import PolicyStore
+from aegis.pipeline.stages import (
+    AllowAllIdentity,
+    ApprovalStage,
+    ChainStage,
+    EvidenceSink,
+    IdentityStage,
+    InMemoryApprovals,
+    KillSwitchStage,
+    LimitStage,
+    NoChainCheck,
+    NoKillSwitch,
+    NoLimits,
+    NullEvidence,
+    PipelineResult,
+    Refusal,
+    RequestContext,
+    StoreUnavailableError,
+)
+from aegis.policy.compiled import CompiledPolicy
+from aegis.policy.engine import decide
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(eq=False)
+class Pipeline:
+    policy: PolicyStore
+    identity: IdentityStage
+    kill_switch: KillSwitchStage
+    chain: ChainStage
+    limits: LimitStage
+    approvals: ApprovalStage
+    evidence: EvidenceSink
+    timeout: float | None = 0.25
+    clock: Callable[[], datetime] = _utc_now
+
+    @classmethod
+    def with_defaults(
+        cls,
+        policy: CompiledPolicy | PolicyStore,
+        *,
+        evidence: EvidenceSink | None = None,
+        timeout: float | None = 0.25,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> Pipeline:
+        """A pipeline with every later stage at its working default."""
+        store = policy if isinstance(policy, PolicyStore) else PolicyStore(policy)
+        return cls(
+            policy=store,
+            identity=AllowAllIdentity(),
+            kill_switch=NoKillSwitch(),
+            chain=NoChainCheck(),
+            limits=NoLimits(),
+            approvals=InMemoryApprovals(),
+            evidence=evidence or NullEvidence(),
+            timeout=timeout,
+            clock=clock,
+        )
+
+    async def decide(self, call: ToolCall, ctx: RequestContext) -> PipelineResult:
+        start_ns = time.time_ns()
+        policy = self.policy.current  # one version for the whole call
+        now = self.clock()
+        try:
+            if self.timeout is None:
+                result = await self._run(call, ctx, policy, now)
+            else:
+                async with asyncio.timeout(self.timeout):
+                    result = await self._run(call, ctx, policy, now)
+        except TimeoutError:
+            result = self._fail(
+                call, policy, now, ErrorCode.PIPELINE_TIMEOUT, f"no decision within {self.timeout}s"
+            )
+        except StoreUnavailableError as exc:
+            result = self._fail(
+                call,
+                policy,
+                now,
+                ErrorCode.PIPELINE_STORE_UNAVAILABLE,
+                str(exc) or "store unavailable",
+            )
+        except Exception as exc:  # any bug becomes "could not decide", never an allow by accident
+            result = self._fail(
+                call, policy, now, ErrorCode.PIPELINE_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+            )
+        self.evidence.record(result, ctx, start_ns, time.time_ns())
+        return result
+
+    async def _run(
+        self, call: ToolCall, ctx: RequestContext, policy: CompiledPolicy, now: datetime
+    ) -> PipelineResult:
+        verified = await self.identity.authenticate(call, ctx)
+        if isinstance(verified, Refusal):
+            return PipelineResult(_refused(policy, now, verified), call)
+        call = verified
+        refusal = await self.kill_switch.check(call)
+        if refusal is None:
+            refusal = await self.chain.check(call, policy)
+        if refusal is None:
+            refusal = await self.limits.check(call, policy)
+        if refusal is not None:
+            return PipelineResult(_refused(policy, now, refusal), call)
+        decision = decide(policy, call, now)
+        if decision.outcome is Outcome.APPROVAL_NEEDED:
+            decision = await self.approvals.request(call, decision)
+        return PipelineResult(decision, call)
+
+    def _fail(
+        self, call: ToolCall, policy: CompiledPolicy, now: datetime, error: ErrorCode, detail: str
+    ) -> PipelineResult:
+        mode = policy.fail_mode_for(call)
+        if mode is FailMode.OPEN:
+            outcome, code = Outcome.ALLOW, ErrorCode.DECISION_FAIL_OPEN
+            reason = f"could not decide ({error}); the policy lets this read tool fail open"
+        else:
+            outcome, code = Outcome.DENY, ErrorCode.DECISION_FAIL_CLOSED
+            reason = f"could not decide ({error}); failing closed"
+        decision = Decision(
+            outcome=outcome,
+            reason=reason,
+            code=code,
+            rule_ids=(),
+            policy_version=policy.version,
+            bundle_hash=policy.bundle_hash,
+            decision_id=new_decision_id(now),
+        )
+        return PipelineResult(decision, call, error, detail)
+
+
+def _refused(policy: CompiledPolicy, now: datetime, refusal: Refusal) -> Decision:
+    return Decision(
+        outcome=Outcome.DENY,
+        reason=refusal.reason,
+        code=refusal.code,
+        rule_ids=(),
+        policy_version=policy.version,
+        bundle_hash=policy.bundle_hash,
+        decision_id=new_decision_id(now),
+        retry_after=refusal.retry_after,
+    )

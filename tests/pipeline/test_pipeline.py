@@ -1,0 +1,197 @@
+"""The pipeline: stage order, refusals, approvals, and fail modes around the core."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from dataclasses import dataclass, field
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from aegis.core.call import ToolCall, parse_call
+from aegis.core.decision import Outcome
+from aegis.errors import ErrorCode
+from aegis.pipeline import Pipeline, PolicyStore, Refusal, RequestContext, StoreUnavailableError
+from aegis.policy import CompiledPolicy, compile_text
+from aegis.telemetry import GatewayMetrics, JsonLog, TelemetryEvidence
+
+POLICY = """\
+apiVersion: aegis.dev/v1
+kind: Policy
+metadata: {name: p, tenant: acme, version: "v1"}
+defaults: {fail_mode: {read: open}}
+tools:
+  - {name: db.query, kind: read}
+  - {name: db.write, kind: write}
+rules:
+  - {id: reads, match: {tools: [db.query]}, effect: allow}
+  - {id: writes, match: {tools: [db.write]}, when: [{param: n, lte: 10}], effect: allow}
+  - id: big-writes
+    match: {tools: [db.write]}
+    when: [{param: n, gt: 10}]
+    effect: approval_needed
+    approval: {group: dba, ttl: 5m}
+"""
+CTX = RequestContext(door="test")
+
+
+def call(tool: str, **params: object) -> ToolCall:
+    return parse_call(
+        {
+            "tenant": "acme",
+            "agent_id": "a1",
+            "tool": tool,
+            "params": params,
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        }
+    )
+
+
+@dataclass
+class Rig:
+    pipeline: Pipeline
+    spans: InMemorySpanExporter
+    metrics: GatewayMetrics
+    log: io.StringIO
+    policy: CompiledPolicy = field(default_factory=lambda: compile_text(POLICY))
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+    def log_lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log.getvalue().splitlines()]
+
+
+@pytest.fixture
+def rig() -> Rig:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    metrics = GatewayMetrics()
+    stream = io.StringIO()
+    policy = compile_text(POLICY)
+    store = PolicyStore(policy)
+    evidence = TelemetryEvidence(
+        tracer=provider.get_tracer("aegis"), metrics=metrics, log=JsonLog(stream), policy=store
+    )
+    return Rig(
+        Pipeline.with_defaults(store, evidence=evidence, timeout=0.05),
+        exporter,
+        metrics,
+        stream,
+        policy,
+    )
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_decision_leaves_span_metric_and_log(rig: Rig) -> None:
+    result = asyncio.run(rig.pipeline.decide(call("db.write", n=3), CTX))
+    d = result.decision
+    assert (d.outcome, d.rule_ids, result.error) == (Outcome.ALLOW, ("writes",), None)
+    (span,) = rig.spans.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["aegis.decision"] == "allow"
+    assert attrs["aegis.decision_id"] == d.decision_id
+    assert attrs["aegis.policy_version"] == "v1"
+    assert list(attrs["aegis.rule_ids"]) == ["writes"]  # type: ignore[arg-type]
+    # The caller's W3C traceparent is continued: same trace id, its span as parent.
+    assert f"{span.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert span.parent is not None and f"{span.parent.span_id:016x}" == "00f067aa0ba902b7"
+    assert rig.metric("aegis_decisions_total", outcome="allow", tool="db.write", door="test") == 1
+    (line,) = rig.log_lines()
+    assert line["event"] == "decision" and line["decision_id"] == d.decision_id
+    assert line["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_approval_needed_gets_a_ticket_id(rig: Rig) -> None:
+    result = asyncio.run(rig.pipeline.decide(call("db.write", n=50), CTX))
+    assert result.decision.outcome is Outcome.APPROVAL_NEEDED
+    assert result.decision.approval_id == f"apr_{result.decision.decision_id}"
+    attrs = dict(rig.spans.get_finished_spans()[0].attributes or {})
+    assert attrs["aegis.approval_id"] == result.decision.approval_id
+
+
+class Raising:
+    async def check(self, call: ToolCall, policy: object = None) -> Refusal | None:
+        raise RuntimeError("boom")
+
+
+class Slow:
+    async def check(self, call: ToolCall, policy: object = None) -> Refusal | None:
+        await asyncio.sleep(1)
+        return None
+
+
+class StoreDown:
+    async def check(self, call: ToolCall, policy: object = None) -> Refusal | None:
+        raise StoreUnavailableError("redis: connection refused")
+
+
+class Limited:
+    async def check(self, call: ToolCall, policy: object = None) -> Refusal | None:
+        return Refusal(ErrorCode.DECISION_LIMIT_EXCEEDED, "1 change per minute", retry_after=42.0)
+
+
+@pytest.mark.parametrize(
+    ("stage", "error"),
+    [
+        (Raising(), ErrorCode.PIPELINE_INTERNAL_ERROR),
+        (Slow(), ErrorCode.PIPELINE_TIMEOUT),
+        (StoreDown(), ErrorCode.PIPELINE_STORE_UNAVAILABLE),
+    ],
+)
+@pytest.mark.parametrize(
+    ("tool", "outcome", "code"),
+    [
+        ("db.query", Outcome.ALLOW, ErrorCode.DECISION_FAIL_OPEN),  # declared read, read fails open
+        ("db.write", Outcome.DENY, ErrorCode.DECISION_FAIL_CLOSED),  # a write never fails open
+    ],
+)
+def test_fail_modes(
+    rig: Rig, stage: object, error: ErrorCode, tool: str, outcome: Outcome, code: ErrorCode
+) -> None:
+    rig.pipeline.limits = stage  # type: ignore[assignment]
+    result = asyncio.run(rig.pipeline.decide(call(tool, n=1), CTX))
+    assert (result.decision.outcome, result.decision.code, result.error) == (outcome, code, error)
+    assert rig.metric("aegis_pipeline_errors_total", door="test", error=str(error)) == 1
+    opened = rig.metric("aegis_fail_open_total", door="test", error=str(error))
+    assert opened == (1 if outcome is Outcome.ALLOW else 0)
+    (line,) = rig.log_lines()
+    assert line["event"] == "decision.could_not_decide" and line["error"] == str(error)
+    assert line["fail_mode"] == ("open" if outcome is Outcome.ALLOW else "closed")
+
+
+def test_a_claimed_read_on_an_undeclared_tool_fails_closed(rig: Rig) -> None:
+    rig.pipeline.limits = Raising()  # type: ignore[assignment]
+    claimed = parse_call({"tenant": "acme", "agent_id": "a1", "tool": "shell.exec", "kind": "read"})
+    result = asyncio.run(rig.pipeline.decide(claimed, CTX))
+    assert result.decision.code is ErrorCode.DECISION_FAIL_CLOSED
+
+
+def test_refusal_short_circuits_policy(rig: Rig) -> None:
+    rig.pipeline.limits = Limited()  # type: ignore[assignment]
+    result = asyncio.run(rig.pipeline.decide(call("db.query"), CTX))
+    d = result.decision
+    assert (d.outcome, d.code, d.retry_after, d.rule_ids) == (
+        Outcome.DENY,
+        ErrorCode.DECISION_LIMIT_EXCEEDED,
+        42.0,
+        (),
+    )
+    assert result.error is None
+
+
+def test_policy_swap_is_atomic_per_call(rig: Rig) -> None:
+    v2 = compile_text(POLICY.replace('version: "v1"', 'version: "v2"'))
+    first = asyncio.run(rig.pipeline.decide(call("db.query"), CTX))
+    rig.pipeline.policy.swap(v2)
+    second = asyncio.run(rig.pipeline.decide(call("db.query"), CTX))
+    assert (first.decision.policy_version, second.decision.policy_version) == ("v1", "v2")
