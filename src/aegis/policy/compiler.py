@@ -570,6 +570,27 @@ def _resolve_redactor(ctx: CompileContext, spec: m.Sanitize, loc: DocLoc) -> Red
     return Redactor(fields, detectors, scan) if ok else None
 
 
+def _obligation(ctx: CompileContext, rule: m.Rule, loc: DocLoc, key: str, effect: Outcome) -> bool:
+    """Check that the obligation block ``key`` is present exactly when the rule's
+    effect needs it; True when it is there to be resolved."""
+    present = getattr(rule, key) is not None
+    if _EFFECTS[rule.effect] is effect:
+        if not present:
+            ctx.report(
+                ErrorCode.POLICY_MISSING_OBLIGATION,
+                f"rule {rule.id!r} has effect {rule.effect} but no {key!r} block",
+                (*loc, "effect"),
+            )
+        return present
+    if present:
+        ctx.report(
+            ErrorCode.POLICY_UNEXPECTED_OBLIGATION,
+            f"{key!r} only applies to effect {effect}, not {rule.effect}",
+            (*loc, key),
+        )
+    return False
+
+
 def _resolve_rule(
     ctx: CompileContext,
     resolver: Resolver,
@@ -588,37 +609,11 @@ def _resolve_rule(
     when = resolver.conditions(rule.when, (*loc, "when")) if rule.when else None
 
     redactor = None
-    if effect is Outcome.SANITIZE:
-        if rule.sanitize is None:
-            ctx.report(
-                ErrorCode.POLICY_MISSING_OBLIGATION,
-                f"rule {rule.id!r} has effect sanitize but no 'sanitize' block",
-                (*loc, "effect"),
-            )
-        else:
-            redactor = _resolve_redactor(ctx, rule.sanitize, (*loc, "sanitize"))
-    elif rule.sanitize is not None:
-        ctx.report(
-            ErrorCode.POLICY_UNEXPECTED_OBLIGATION,
-            f"'sanitize' only applies to effect sanitize, not {rule.effect}",
-            (*loc, "sanitize"),
-        )
+    if _obligation(ctx, rule, loc, "sanitize", Outcome.SANITIZE) and rule.sanitize:
+        redactor = _resolve_redactor(ctx, rule.sanitize, (*loc, "sanitize"))
     approval = None
-    if effect is Outcome.APPROVAL_NEEDED:
-        if rule.approval is None:
-            ctx.report(
-                ErrorCode.POLICY_MISSING_OBLIGATION,
-                f"rule {rule.id!r} has effect approval_needed but no 'approval' block",
-                (*loc, "effect"),
-            )
-        else:
-            approval = _approval(ctx, rule.approval, (*loc, "approval"), rule.id)
-    elif rule.approval is not None:
-        ctx.report(
-            ErrorCode.POLICY_UNEXPECTED_OBLIGATION,
-            f"'approval' only applies to effect approval_needed, not {rule.effect}",
-            (*loc, "approval"),
-        )
+    if _obligation(ctx, rule, loc, "approval", Outcome.APPROVAL_NEEDED) and rule.approval:
+        approval = _approval(ctx, rule.approval, (*loc, "approval"), rule.id)
 
     if len(matchers) == 1:
         tool_match = matchers[0]
