@@ -20,6 +20,7 @@ Codes are grouped by prefix:
 * ``pipeline.*``  -- the core could not decide (timeout, store down, a bug);
   the configured fail mode turns it into a response, and both are recorded.
 * ``request.*``   -- a door refused the request before a call existed.
+* ``config.*``    -- the gateway's own configuration file is invalid.
 * ``test.*``      -- `aegis policy test` suite problems.
 """
 
@@ -126,6 +127,9 @@ class ErrorCode(StrEnum):
     REQUEST_DESTINATION_REFUSED = "request.destination_refused"
     REQUEST_UPSTREAM_FAILED = "request.upstream_failed"
     REQUEST_TOOL_DEFINITION_CHANGED = "request.tool_definition_changed"
+
+    # -- gateway configuration ----------------------------------------------------
+    CONFIG_INVALID = "config.invalid"
 
     # -- policy test suites -----------------------------------------------------
     TEST_INVALID_SUITE = "test.invalid_suite"

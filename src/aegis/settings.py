@@ -1,0 +1,119 @@
+"""Gateway settings: one file, parsed once into one object, passed down.
+
+``aegis serve --config aegis.yaml`` reads the file with the same safe reader as
+policies (YAML 1.2 core schema, no aliases or tags, bounded size and depth) and
+validates it here; nothing else in the code reads configuration or the
+environment. Every section has working defaults, so an empty file serves the
+example policies on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aegis.errors import Diagnostic, ErrorCode
+from aegis.policy.source import read_source
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicySettings(_Section):
+    paths: list[Path] = Field(default_factory=lambda: [Path("examples")])
+
+
+class PipelineSettings(_Section):
+    timeout_seconds: float = Field(default=0.25, gt=0, le=30)
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    decisions: bool = Field(default=True, description="One JSON line per decision.")
+
+
+class TracingSettings(_Section):
+    exporter: Literal["none", "console"] = "none"
+    service_name: str = "aegis-gateway"
+
+
+class Listener(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+
+
+class ApiSettings(Listener):
+    port: int = Field(default=8181, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1 << 20, gt=0)
+
+
+class EnvoySettings(Listener):
+    """ext_authz (gRPC) and ext_proc share one gRPC listener; the HTTP
+    authorization-service mode is mounted on the API listener under ``http_prefix``."""
+
+    port: int = Field(default=9191, ge=0, le=65535)
+    http_prefix: str = "/envoy/authz"
+    mapping: dict[str, Any] = Field(default_factory=dict)
+
+
+class ProxySettings(Listener):
+    port: int = Field(default=3128, ge=0, le=65535)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class McpSettings(Listener):
+    port: int = Field(default=8765, ge=0, le=65535)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AegisSettings(_Section):
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    envoy: EnvoySettings = Field(default_factory=EnvoySettings)
+    proxy: ProxySettings = Field(default_factory=ProxySettings)
+    mcp: McpSettings = Field(default_factory=lambda: McpSettings(enabled=False))
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300)
+
+
+class SettingsError(Exception):
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        super().__init__("; ".join(str(d) for d in diagnostics))
+        self.diagnostics = diagnostics
+
+
+def load_settings(path: Path | None) -> AegisSettings:
+    """Settings from a YAML/JSON file (relative policy paths resolve against it)."""
+    if path is None:
+        return AegisSettings()
+    parsed = read_source(path)
+    if isinstance(parsed, Diagnostic):
+        raise SettingsError([parsed])
+    data = parsed.data if parsed.data is not None else {}
+    try:
+        settings = AegisSettings.model_validate(data)
+    except ValidationError as exc:
+        diags = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            line, col = parsed.locate(loc)
+            where = ".".join(str(p) for p in loc)
+            diags.append(
+                Diagnostic(
+                    ErrorCode.CONFIG_INVALID,
+                    f"{where}: {err['msg']}",
+                    file=str(path),
+                    line=line,
+                    column=col,
+                )
+            )
+        raise SettingsError(diags) from None
+    base = path.parent
+    paths = [p if p.is_absolute() else base / p for p in settings.policy.paths]
+    return settings.model_copy(update={"policy": PolicySettings(paths=paths)})
