@@ -1,0 +1,1 @@
+"""MCP proxy latency benchmark: ``python -m benchmarks.mcp``."""

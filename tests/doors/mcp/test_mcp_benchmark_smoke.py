@@ -1,0 +1,42 @@
+"""Smoke test of the MCP proxy benchmark: it runs and its JSON has every figure.
+No timing is asserted (benchmarks/mcp/README.md says how to read them)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_benchmark_quick_inproc_run() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.mcp",
+            "--calls",
+            "50",
+            "--warmup",
+            "10",
+            "--modes",
+            "inproc",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["target_added_p99_ms"] == 1.0
+    mode = report["modes"]["inproc"]
+    for side in ("direct", "proxy"):
+        assert mode[side]["n"] == 50
+        assert 0 < mode[side]["p50"] <= mode[side]["p99"] <= mode[side]["max"]
+    assert set(mode["added_ms"]) == {"mean", "p50", "p90", "p99"}
+    assert isinstance(mode["meets_target"], bool)
+    assert report["pipeline_decide_ms"]["n"] == 50
