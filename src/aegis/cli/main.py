@@ -6,6 +6,7 @@ import click
 
 from aegis import __version__
 from aegis.cli.policy import policy_group
+from aegis.cli.serve import serve_cmd
 
 
 @click.group()
@@ -15,6 +16,7 @@ def cli() -> None:
 
 
 cli.add_command(policy_group)
+cli.add_command(serve_cmd)
 
 
 def main() -> None:

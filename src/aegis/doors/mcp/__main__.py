@@ -12,20 +12,21 @@ address is announced as one ``mcp.listening`` log line (and written to
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
-import yaml
 
 from aegis.doors.mcp import build_mcp_proxy
 from aegis.doors.mcp.config import McpConfigError
 from aegis.doors.mcp.loader import load_config
-from aegis.errors import PolicyLoadError
+from aegis.errors import Diagnostic, PolicyLoadError
 from aegis.pipeline import Pipeline, PolicyStore
 from aegis.policy import load_policy
+from aegis.policy.source import read_source
 from aegis.telemetry import GatewayMetrics, JsonLog, TelemetryEvidence
 
 
@@ -65,10 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     log = JsonLog(sys.stderr, level=args.log_level)
     try:
-        raw = yaml.safe_load(args.config.read_text(encoding="utf-8"))
-        config = load_config(raw, base_dir=args.config.parent)
+        parsed = read_source(args.config)  # the same safe reader as policies
+        if isinstance(parsed, Diagnostic):
+            raise McpConfigError([str(parsed)])
+        # An entry point: the one place this process reads its environment.
+        config = load_config(parsed.data, env=dict(os.environ), base_dir=args.config.parent)
         policy = PolicyStore(load_policy(args.policy))
-    except (OSError, yaml.YAMLError, McpConfigError, PolicyLoadError) as exc:
+    except (OSError, McpConfigError, PolicyLoadError) as exc:
         log.error("mcp.config_invalid", error=str(exc))
         return 2
     metrics = GatewayMetrics()

@@ -10,7 +10,6 @@ place the door reads the environment (``credentials_env``); relative paths
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,10 +37,11 @@ def load_config(
     """Build a :class:`McpProxyConfig` from its JSON/YAML data (docs/doors/mcp.md).
 
     ``env`` resolves ``credentials_env`` (the agent's token is never written in
-    the file); it defaults to ``os.environ`` and is read here only. Relative
-    pin-file paths are resolved against ``base_dir``.
+    the file): the environment as the command line captured it, passed down
+    like all configuration (none given: no variables). Relative pin-file paths
+    are resolved against ``base_dir``.
     """
-    env = os.environ if env is None else env
+    env = {} if env is None else env
     r = _Reader()
     root = r.as_obj(data, "")
     r.check_keys(

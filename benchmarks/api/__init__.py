@@ -1,0 +1,1 @@
+"""Decision API benchmark: ``python -m benchmarks.api`` (see README.md here)."""
