@@ -60,7 +60,7 @@ class Gateway:
     log: JsonLog
     tracer_provider: TracerProvider | None
     #: The environment as the command line captured it (MCP upstream credentials).
-    environ: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     _stoppers: list[tuple[str, Any]] = field(default_factory=list)
 
@@ -86,7 +86,7 @@ class Gateway:
                 self.ports["proxy"] = await proxy.start(s.proxy.host, s.proxy.port)
                 self._stoppers.append(("proxy", proxy.stop))
             if s.mcp.enabled:
-                config = load_config(s.mcp.options, env=self.environ)
+                config = load_config(s.mcp.options, env=self.environment)
                 mcp = build_mcp_proxy(self.pipeline, config, metrics=self.metrics, log=self.log)
                 self.ports["mcp"] = await mcp.start(s.mcp.host, s.mcp.port)
                 self._stoppers.append(("mcp", lambda _grace: mcp.stop()))
