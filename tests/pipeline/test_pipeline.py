@@ -195,3 +195,51 @@ def test_policy_swap_is_atomic_per_call(rig: Rig) -> None:
     rig.pipeline.policy.swap(v2)
     second = asyncio.run(rig.pipeline.decide(call("db.query"), CTX))
     assert (first.decision.policy_version, second.decision.policy_version) == ("v1", "v2")
+
+
+class SlowThenRefuse:
+    """Waits on I/O twice, then refuses: the resumed coroutine must see every step."""
+
+    async def check(self, call: ToolCall, policy: object = None) -> Refusal | None:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
+        return Refusal(ErrorCode.DECISION_LIMIT_EXCEEDED, "after I/O", retry_after=1.0)
+
+
+class RaiseAfterIO:
+    async def check(self, call: ToolCall, policy: object = None) -> Refusal | None:
+        await asyncio.sleep(0)
+        raise StoreUnavailableError("lost the connection mid-call")
+
+
+def test_stages_that_wait_on_io_are_resumed_to_completion(rig: Rig) -> None:
+    rig.pipeline.limits = SlowThenRefuse()  # type: ignore[assignment]
+    result = asyncio.run(rig.pipeline.decide(call("db.write", n=1), CTX))
+    assert (result.decision.code, result.decision.reason, result.error) == (
+        ErrorCode.DECISION_LIMIT_EXCEEDED,
+        "after I/O",
+        None,
+    )
+    rig.pipeline.limits = RaiseAfterIO()  # type: ignore[assignment]
+    failed = asyncio.run(rig.pipeline.decide(call("db.write", n=1), CTX))
+    assert failed.error is ErrorCode.PIPELINE_STORE_UNAVAILABLE
+
+
+def test_external_cancellation_is_not_swallowed(rig: Rig) -> None:
+    rig.pipeline.limits = SlowStageForever()  # type: ignore[assignment]
+    rig.pipeline.timeout = None
+
+    async def scenario() -> None:
+        task = asyncio.create_task(rig.pipeline.decide(call("db.write", n=1), CTX))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+class SlowStageForever:
+    async def check(self, call: ToolCall, policy: object = None) -> Refusal | None:
+        await asyncio.sleep(60)
+        return None
