@@ -13,6 +13,7 @@ from typing import Any
 
 import aegis
 from aegis.core.call import MAX_PARAM_DEPTH
+from aegis.doors.api.encode import FAST_PATH_KEYS
 from aegis.doors.api.limits import ApiLimits
 from aegis.http.server import HttpLimits
 from aegis.pipeline.wire import (
@@ -133,21 +134,7 @@ def _schemas(limits: ApiLimits) -> dict[str, Any]:
         "Decision": {
             "type": "object",
             "description": "The pipeline's answer (aegis.core.decision.Decision.to_dict).",
-            "required": [
-                "decision_id",
-                "outcome",
-                "code",
-                "reason",
-                "rule_ids",
-                "policy_version",
-                "bundle_hash",
-                "redactions",
-                "sanitized_params",
-                "approval",
-                "retry_after",
-                "shadow",
-                "approval_id",
-            ],
+            "required": list(FAST_PATH_KEYS),
             "additionalProperties": False,
             "properties": {
                 "decision_id": {
