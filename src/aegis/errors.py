@@ -115,6 +115,13 @@ class ErrorCode(StrEnum):
     PIPELINE_INTERNAL_ERROR = "pipeline.internal_error"
     PIPELINE_STORE_UNAVAILABLE = "pipeline.store_unavailable"
 
+    # -- the audit log ----------------------------------------------------------
+    AUDIT_UNAVAILABLE = "audit.unavailable"
+    AUDIT_INVALID_RECORD = "audit.invalid_record"
+    AUDIT_CHAIN_BROKEN = "audit.chain_broken"
+    AUDIT_BAD_CHECKPOINT = "audit.bad_checkpoint"
+    AUDIT_KEY_UNAVAILABLE = "audit.key_unavailable"
+
     # -- requests at a door, before any call exists ------------------------------
     REQUEST_MALFORMED = "request.malformed"
     REQUEST_INVALID_JSON = "request.invalid_json"

@@ -243,3 +243,42 @@ class SlowStageForever:
     async def check(self, call: ToolCall, policy: object = None) -> Refusal | None:
         await asyncio.sleep(60)
         return None
+
+
+@dataclass
+class RecordingAudit:
+    fail: bool = False
+    records: list[tuple[str, bool, object]] = field(default_factory=list)
+
+    async def record(self, result, ctx, *, start_ns, end_ns, refs, durable):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0)  # a real store waits on I/O
+        if self.fail:
+            from aegis.pipeline import AuditUnavailableError
+
+            raise AuditUnavailableError("disk full")
+        self.records.append((result.decision.decision_id, durable, refs))
+
+
+def test_audit_sees_every_decision_and_writes_are_durable(rig: Rig) -> None:
+    audit = RecordingAudit()
+    rig.pipeline.audit = audit
+    w = asyncio.run(rig.pipeline.decide(call("db.write", n=1), CTX))
+    r = asyncio.run(rig.pipeline.decide(call("db.query"), CTX))
+    assert [(i, d) for i, d, _ in audit.records] == [
+        (w.decision.decision_id, True),
+        (r.decision.decision_id, False),
+    ]
+    refs = audit.records[0][2]
+    assert refs is not None and refs.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_an_unrecordable_write_fails_closed_but_reads_and_denials_stand(rig: Rig) -> None:
+    rig.pipeline.audit = RecordingAudit(fail=True)
+    write = asyncio.run(rig.pipeline.decide(call("db.write", n=1), CTX))
+    assert (write.decision.outcome, write.decision.code, write.error) == (
+        Outcome.DENY,
+        ErrorCode.DECISION_FAIL_CLOSED,
+        ErrorCode.AUDIT_UNAVAILABLE,
+    )
+    read = asyncio.run(rig.pipeline.decide(call("db.query"), CTX))
+    assert read.decision.outcome is Outcome.ALLOW and read.error is None

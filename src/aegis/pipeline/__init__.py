@@ -6,6 +6,8 @@ from aegis.pipeline.policy_store import PolicyStore
 from aegis.pipeline.stages import (
     AllowAllIdentity,
     ApprovalStage,
+    AuditStage,
+    AuditUnavailableError,
     ChainStage,
     EvidenceSink,
     IdentityStage,
@@ -19,11 +21,14 @@ from aegis.pipeline.stages import (
     Refusal,
     RequestContext,
     StoreUnavailableError,
+    TraceRefs,
 )
 
 __all__ = [
     "AllowAllIdentity",
     "ApprovalStage",
+    "AuditStage",
+    "AuditUnavailableError",
     "ChainStage",
     "EvidenceSink",
     "IdentityStage",
@@ -39,4 +44,5 @@ __all__ = [
     "Refusal",
     "RequestContext",
     "StoreUnavailableError",
+    "TraceRefs",
 ]

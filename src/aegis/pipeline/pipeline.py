@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from aegis.core.call import ToolCall
+from aegis.core.call import ToolCall, ToolKind
 from aegis.core.decision import Decision, FailMode, Outcome, new_decision_id
 from aegis.errors import ErrorCode
 from aegis.pipeline.policy_store import PolicyStore
 from aegis.pipeline.stages import (
     AllowAllIdentity,
     ApprovalStage,
+    AuditStage,
+    AuditUnavailableError,
     ChainStage,
     EvidenceSink,
     IdentityStage,
@@ -37,6 +39,7 @@ from aegis.pipeline.stages import (
     Refusal,
     RequestContext,
     StoreUnavailableError,
+    TraceRefs,
 )
 from aegis.policy.compiled import CompiledPolicy
 from aegis.policy.engine import decide
@@ -57,6 +60,7 @@ class Pipeline:
     evidence: EvidenceSink
     timeout: float | None = 0.25
     clock: Callable[[], datetime] = _utc_now
+    audit: AuditStage | None = None
 
     @classmethod
     def with_defaults(
@@ -117,7 +121,37 @@ class Pipeline:
             result = self._fail(
                 call, policy, now, ErrorCode.PIPELINE_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
             )
-        self.evidence.record(result, ctx, start_ns, time.time_ns())
+        end_ns = time.time_ns()
+        refs = self.evidence.record(result, ctx, start_ns, end_ns)
+        if self.audit is not None:
+            result = await self._audit(
+                self.audit, result, ctx, (start_ns, end_ns), refs, policy, now
+            )
+        return result
+
+    async def _audit(  # noqa: PLR0917 - one private step of decide()
+        self,
+        audit: AuditStage,
+        result: PipelineResult,
+        ctx: RequestContext,
+        span: tuple[int, int],
+        refs: TraceRefs | None,
+        policy: CompiledPolicy,
+        now: datetime,
+    ) -> PipelineResult:
+        """A write tool's decision is on disk before its answer leaves (DESIGN.md §6);
+        if it cannot be, the call fails closed: no unrecorded write."""
+        durable = policy.kind_of(result.call) is ToolKind.WRITE
+        try:
+            await audit.record(
+                result, ctx, start_ns=span[0], end_ns=span[1], refs=refs, durable=durable
+            )
+        except AuditUnavailableError as exc:
+            if not durable or not result.decision.outcome.permits:
+                return result  # a refusal stands whether or not it was recorded
+            return self._fail(
+                result.call, policy, now, ErrorCode.AUDIT_UNAVAILABLE, str(exc), force_closed=True
+            )
         return result
 
     async def _run(
@@ -140,9 +174,16 @@ class Pipeline:
         return PipelineResult(decision, call)
 
     def _fail(
-        self, call: ToolCall, policy: CompiledPolicy, now: datetime, error: ErrorCode, detail: str
+        self,
+        call: ToolCall,
+        policy: CompiledPolicy,
+        now: datetime,
+        error: ErrorCode,
+        detail: str,
+        *,
+        force_closed: bool = False,
     ) -> PipelineResult:
-        mode = policy.fail_mode_for(call)
+        mode = FailMode.CLOSED if force_closed else policy.fail_mode_for(call)
         if mode is FailMode.OPEN:
             outcome, code = Outcome.ALLOW, ErrorCode.DECISION_FAIL_OPEN
             reason = f"could not decide ({error}); the policy lets this read tool fail open"

@@ -79,11 +79,40 @@ class PipelineResult(NamedTuple):
         return self.error is not None and self.decision.outcome is Outcome.ALLOW
 
 
+class TraceRefs(NamedTuple):
+    """The span a decision was recorded under (W3C ids, lower-case hex): how logs,
+    spans and audit records join."""
+
+    trace_id: str
+    span_id: str
+
+
 class EvidenceSink(Protocol):
     def record(
         self, result: PipelineResult, ctx: RequestContext, start_ns: int, end_ns: int
-    ) -> None:
+    ) -> TraceRefs | None:
         """Record one decision. Must not raise: evidence failures are counted, not fatal."""
+        ...
+
+
+class AuditUnavailableError(Exception):
+    """The audit log could not take a record it had to make durable."""
+
+
+class AuditStage(Protocol):
+    async def record(
+        self,
+        result: PipelineResult,
+        ctx: RequestContext,
+        *,
+        start_ns: int,
+        end_ns: int,
+        refs: TraceRefs | None,
+        durable: bool,
+    ) -> None:
+        """Append the decision's audit record. With ``durable`` (write tools) return
+        only once it is on disk, or raise AuditUnavailableError; otherwise enqueue
+        and return at once (an overflow is counted, never silent)."""
         ...
 
 
@@ -103,7 +132,7 @@ class NullEvidence:
 
     def record(
         self, result: PipelineResult, ctx: RequestContext, start_ns: int, end_ns: int
-    ) -> None:
+    ) -> TraceRefs | None:
         return None
 
 

@@ -165,3 +165,21 @@ def _build_decision(
         approval=first.approval if verdict.outcome is Outcome.APPROVAL_NEEDED else None,
         shadow=shadow,
     )
+
+
+def params_for_record(
+    policy: CompiledPolicy, call: ToolCall, now: datetime
+) -> tuple[Params, tuple[Redaction, ...]]:
+    """The call's params as evidence may hold them: with every applicable enforce
+    sanitize rule's redactions applied, whatever the outcome.
+
+    A denied call is not sanitized for forwarding (nothing is forwarded), but
+    its parameters still go into audit records and logs: the policy's redaction
+    obligations must hold there too (DESIGN.md §6, "redact before recording").
+    """
+    kind = policy.kind_of(call)
+    cands = policy.candidates(call.tenant, call.tool, call.phase, kind)
+    sanitizers = tuple(r for r in cands.sanitize if r.test(call, now))
+    if not sanitizers:
+        return call.params, ()
+    return policy.redactor_for(sanitizers).apply(call.params)

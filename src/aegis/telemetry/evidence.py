@@ -7,7 +7,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from aegis.pipeline.policy_store import PolicyStore
-from aegis.pipeline.stages import PipelineResult, RequestContext
+from aegis.pipeline.stages import PipelineResult, RequestContext, TraceRefs
 from aegis.telemetry.log import JsonLog
 from aegis.telemetry.metrics import UNDECLARED_TOOL, GatewayMetrics
 
@@ -36,7 +36,7 @@ class TelemetryEvidence:
 
     def record(
         self, result: PipelineResult, ctx: RequestContext, start_ns: int, end_ns: int
-    ) -> None:
+    ) -> TraceRefs | None:
         trace_id = span_id = ""
         if self._tracing:
             try:
@@ -53,6 +53,7 @@ class TelemetryEvidence:
                 self._log(result, ctx, start_ns, end_ns, trace_id=trace_id, span_id=span_id)
             except Exception:  # counted, never raised
                 self._count_error("log")
+        return TraceRefs(trace_id, span_id) if trace_id else None
 
     def _count_error(self, sink: str) -> None:
         if self.metrics is not None:

@@ -1,0 +1,1 @@
+"""Evidence that survives: a hash-chained, Merkle-checkpointed, signed audit log."""
