@@ -14,9 +14,11 @@ the policy's sanitize obligations (see :func:`aegis.policy.engine.params_for_rec
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+import re
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 import rfc8785
 
@@ -32,8 +34,52 @@ class RecordKind(StrEnum):
     INCIDENT = "incident"
 
 
+_MAX_SAFE_INT: Final = 2**53 - 1
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def _plain(value: Any) -> bool:
+    """True when the C JSON encoder (sorted keys, compact, UTF-8) writes exactly RFC 8785.
+
+    That holds for strings without lone surrogates (both escape only ``"``,
+    ``\\`` and control characters, the latter as lower-case ``\\u00xx`` or the
+    short forms), integers within +-2**53, booleans, null, and objects whose
+    keys are ASCII (so code-point order equals RFC 8785's UTF-16 order). Floats
+    are not plain: ECMAScript number formatting (RFC 8785 §3.2.2.3) differs
+    from Python's repr.
+    """
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t is str:
+            if not v.isascii():
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif t is dict:
+            for k, item in v.items():
+                if type(k) is not str or not k.isascii():
+                    return False
+                stack.append(item)
+        elif t is list or t is tuple:
+            stack.extend(v)
+        elif t is int:
+            if not -_MAX_SAFE_INT <= v <= _MAX_SAFE_INT:
+                return False
+        elif not (v is None or t is bool):
+            return False
+    return True
+
+
 def canonical(value: Any) -> bytes:
-    """RFC 8785 JSON Canonicalization Scheme bytes."""
+    """RFC 8785 JSON Canonicalization Scheme bytes: through the C encoder when that
+    is exactly RFC 8785 (about 10x faster), else the reference implementation."""
+    if _plain(value):
+        return json.dumps(
+            value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+        ).encode("utf-8")
     return rfc8785.dumps(value)
 
 
@@ -48,6 +94,9 @@ class AuditRecord:
     body: dict[str, Any]
     prev_hash: str
     hash: str
+    #: The canonical bytes of the whole record when this process sealed it:
+    #: computed once, then stored and hashed into the Merkle tree as they are.
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
     def unsigned(self) -> dict[str, Any]:
         """The fields the hash covers (everything but ``hash``)."""
@@ -66,7 +115,7 @@ class AuditRecord:
 
     def leaf_bytes(self) -> bytes:
         """What the Merkle tree commits to: the canonical form of the whole record."""
-        return canonical(self.to_dict())
+        return self.raw or canonical(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuditRecord:
@@ -97,9 +146,29 @@ def make_record(
     body: dict[str, Any],
     prev_hash: str,
 ) -> AuditRecord:
-    """Seal a new record onto the chain after ``prev_hash``."""
-    draft = AuditRecord(seq, kind, time, tenant, body, prev_hash, "")
-    return AuditRecord(seq, kind, time, tenant, body, prev_hash, record_hash(draft.unsigned()))
+    """Seal a new record onto the chain after ``prev_hash``.
+
+    The body -- the only large part -- is canonicalised once; the record's other
+    members are written around it in RFC 8785 key order (body, hash, kind,
+    prev_hash, seq, tenant, time, v), for the hashed form and the full form
+    alike. tests/audit check the result equals the reference canonical form.
+    """
+    body_bytes = canonical(body)
+    # kind is an identifier and prev_hash lower-case hex (both plain ASCII), seq
+    # an integer: written directly; tenant and time go through canonical().
+    if not _HEX64.fullmatch(prev_hash):
+        raise ValueError("prev_hash must be 64 lower-case hex digits")
+    tail = (
+        b',"kind":"' + str(kind).encode() + b'"'
+        + b',"prev_hash":"' + prev_hash.encode() + b'"'
+        + b',"seq":' + str(int(seq)).encode()
+        + b',"tenant":' + canonical(tenant)
+        + b',"time":' + canonical(time)
+        + b',"v":' + str(FORMAT_VERSION).encode() + b"}"
+    )  # fmt: skip
+    digest = hashlib.sha256(b'{"body":' + body_bytes + tail).hexdigest()
+    raw = b'{"body":' + body_bytes + b',"hash":"' + digest.encode() + b'"' + tail
+    return AuditRecord(seq, kind, time, tenant, body, prev_hash, digest, raw)
 
 
 def check_link(record: AuditRecord, prev_hash: str, seq: int) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from aegis import __version__
+from aegis.cli.audit import audit_group
 from aegis.cli.policy import policy_group
 from aegis.cli.serve import serve_cmd
 
@@ -15,6 +16,7 @@ def cli() -> None:
     """Aegis: runtime policy and observability gateway for AI agents."""
 
 
+cli.add_command(audit_group)
 cli.add_command(policy_group)
 cli.add_command(serve_cmd)
 

@@ -1,0 +1,120 @@
+"""The pipeline's audit stage: one decision record per call, plus lifecycle events.
+
+The record holds the params *after* the policy's sanitize obligations
+(:func:`aegis.policy.engine.params_for_record`), whatever the outcome: a
+secret in a denied call's params never reaches the log. Write tools' records
+are durable before the answer leaves (the pipeline passes ``durable``);
+reads are queued (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from aegis.audit.log import AuditLog
+from aegis.audit.record import RecordKind
+from aegis.pipeline.policy_store import PolicyStore
+from aegis.pipeline.stages import PipelineResult, RequestContext, TraceRefs
+from aegis.policy.compiled import CompiledPolicy
+from aegis.policy.engine import params_for_record
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AuditSink:
+    """:class:`aegis.pipeline.stages.AuditStage` over an :class:`AuditLog`."""
+
+    def __init__(
+        self,
+        log: AuditLog,
+        policy_store: PolicyStore,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.log = log
+        self.policy_store = policy_store
+        self.clock = clock
+
+    async def record(
+        self,
+        result: PipelineResult,
+        ctx: RequestContext,
+        *,
+        start_ns: int,
+        end_ns: int,
+        refs: TraceRefs | None,
+        durable: bool,
+    ) -> None:
+        body = self.decision_body(result, ctx, start_ns=start_ns, end_ns=end_ns, refs=refs)
+        if durable:
+            await self.log.append(RecordKind.DECISION, result.call.tenant, body, durable=True)
+        else:
+            self.log.append_nowait(RecordKind.DECISION, result.call.tenant, body)
+
+    def decision_body(
+        self,
+        result: PipelineResult,
+        ctx: RequestContext,
+        *,
+        start_ns: int,
+        end_ns: int,
+        refs: TraceRefs | None,
+    ) -> dict[str, Any]:
+        d, call = result.decision, result.call
+        policy = self.policy_store.current
+        # Sanitize obligations come from the policy that decided (the version on the
+        # decision); the current one stands in if it was swapped since (same rules
+        # or newer, never none: params_for_record applies whatever matches).
+        params, redactions = params_for_record(policy, call, self.clock())
+        return {
+            "decision_id": d.decision_id,
+            "outcome": str(d.outcome),
+            "code": str(d.code),
+            "reason": d.reason,
+            "rule_ids": list(d.rule_ids),
+            "policy_version": d.policy_version,
+            "bundle_hash": d.bundle_hash,
+            "approval_id": d.approval_id,
+            "tenant": call.tenant,
+            "agent_id": call.agent_id,
+            "parent_chain": list(call.parent_chain),
+            "session_id": call.session_id or None,
+            "tool": call.tool,
+            "kind": str(policy.kind_of(call)),
+            "door": ctx.door,
+            "params": params,
+            "redactions": [r.to_dict() for r in redactions],
+            "destination": call.destination,
+            "cost_estimate": call.cost_estimate,
+            "error": str(result.error) if result.error is not None else None,
+            "error_detail": result.error_detail,
+            "trace_id": refs.trace_id if refs is not None else None,
+            "span_id": refs.span_id if refs is not None else None,
+            "latency_us": (end_ns - start_ns) // 1000,
+        }
+
+    async def record_event(
+        self,
+        kind: RecordKind,
+        tenant: str | None,
+        body: dict[str, Any],
+        *,
+        durable: bool = True,
+    ) -> int | None:
+        """Approvals, revocations, policy activations, incidents."""
+        return await self.log.append(kind, tenant, body, durable=durable)
+
+    async def record_policy_activation(
+        self, policy: CompiledPolicy, *, source_files: Sequence[str] | None = None
+    ) -> int | None:
+        """The bundle manifest of the policy now deciding."""
+        body = {
+            "version": policy.version,
+            "bundle_hash": policy.bundle_hash,
+            "rules": len(policy.rules),
+            "sources": list(source_files if source_files is not None else policy.sources),
+        }
+        return await self.record_event(RecordKind.POLICY_ACTIVATION, None, body)
