@@ -282,3 +282,29 @@ def test_an_unrecordable_write_fails_closed_but_reads_and_denials_stand(rig: Rig
     )
     read = asyncio.run(rig.pipeline.decide(call("db.query"), CTX))
     assert read.decision.outcome is Outcome.ALLOW and read.error is None
+
+
+class StalledAudit:
+    async def record(self, *args: object, **kwargs: object) -> None:
+        await asyncio.sleep(60)
+
+
+class BrokenAudit:
+    async def record(self, *args: object, **kwargs: object) -> None:
+        await asyncio.sleep(0)
+        raise RuntimeError("bug in the audit stage")
+
+
+@pytest.mark.parametrize("audit", [StalledAudit(), BrokenAudit()])
+def test_a_stalled_or_broken_audit_fails_writes_closed_with_evidence(
+    rig: Rig, audit: object
+) -> None:
+    rig.pipeline.audit = audit  # type: ignore[assignment]
+    rig.pipeline.audit_timeout = 0.05
+    result = asyncio.run(rig.pipeline.decide(call("db.write", n=1), CTX))
+    assert (result.decision.code, result.error) == (
+        ErrorCode.DECISION_FAIL_CLOSED,
+        ErrorCode.AUDIT_UNAVAILABLE,
+    )
+    logged = [line["event"] for line in rig.log_lines()]
+    assert logged == ["decision", "decision.could_not_decide"]  # the allow, then what was answered

@@ -24,7 +24,6 @@ from aegis.pipeline.stages import (
     AllowAllIdentity,
     ApprovalStage,
     AuditStage,
-    AuditUnavailableError,
     ChainStage,
     EvidenceSink,
     IdentityStage,
@@ -61,6 +60,8 @@ class Pipeline:
     timeout: float | None = 0.25
     clock: Callable[[], datetime] = _utc_now
     audit: AuditStage | None = None
+    #: How long a write waits for its audit record to be durable before failing closed.
+    audit_timeout: float = 2.0
 
     @classmethod
     def with_defaults(
@@ -140,18 +141,24 @@ class Pipeline:
         now: datetime,
     ) -> PipelineResult:
         """A write tool's decision is on disk before its answer leaves (DESIGN.md §6);
-        if it cannot be, the call fails closed: no unrecorded write."""
+        if it cannot be -- the store fails, stalls past ``audit_timeout``, or the
+        stage breaks -- the call fails closed: no unrecorded write. The
+        replacement answer leaves its own evidence."""
         durable = policy.kind_of(result.call) is ToolKind.WRITE
         try:
-            await audit.record(
-                result, ctx, start_ns=span[0], end_ns=span[1], refs=refs, durable=durable
-            )
-        except AuditUnavailableError as exc:
+            async with asyncio.timeout(self.audit_timeout if durable else None):
+                await audit.record(
+                    result, ctx, start_ns=span[0], end_ns=span[1], refs=refs, durable=durable
+                )
+        except Exception as exc:  # unavailable (AuditUnavailableError), stalled or broken
             if not durable or not result.decision.outcome.permits:
                 return result  # a refusal stands whether or not it was recorded
-            return self._fail(
-                result.call, policy, now, ErrorCode.AUDIT_UNAVAILABLE, str(exc), force_closed=True
+            detail = "audit store stalled" if isinstance(exc, TimeoutError) else str(exc)
+            failed = self._fail(
+                result.call, policy, now, ErrorCode.AUDIT_UNAVAILABLE, detail, force_closed=True
             )
+            self.evidence.record(failed, ctx, span[0], time.time_ns())
+            return failed
         return result
 
     async def _run(
