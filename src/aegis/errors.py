@@ -205,7 +205,12 @@ class Diagnostic:
         }
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}: " if self.line else ""
+        if self.line:
+            where = f"{self.file}:{self.line}:{self.column}: "
+        elif self.file != "<input>":
+            where = f"{self.file}: "  # a whole-file problem (unreadable, missing)
+        else:
+            where = ""
         return f"{where}{self.severity} {self.code}: {self.message}"
 
 

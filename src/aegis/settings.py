@@ -10,7 +10,7 @@ example policies on 127.0.0.1.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,9 +35,30 @@ class LogSettings(_Section):
     decisions: bool = Field(default=True, description="One JSON line per decision.")
 
 
+#: gRPC metadata keys: lower-case (HTTP/2 field names, RFC 9113 §8.2.1).
+_MetadataKey = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
+
+
+class OtlpSettings(_Section):
+    """Where ``tracing.exporter: otlp`` sends spans: an OTLP/gRPC receiver, normally
+    an OpenTelemetry Collector beside the gateway (docs/telemetry.md)."""
+
+    endpoint: str = Field(
+        default="127.0.0.1:4317",
+        min_length=1,
+        description="host:port, or an http:// or https:// URL (https:// always means TLS).",
+    )
+    insecure: bool = Field(default=True, description="Plaintext gRPC; false: TLS, system roots.")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    headers: dict[_MetadataKey, str] = Field(
+        default_factory=dict, description="gRPC metadata sent with every export."
+    )
+
+
 class TracingSettings(_Section):
-    exporter: Literal["none", "console"] = "none"
+    exporter: Literal["none", "console", "otlp"] = "none"
     service_name: str = "aegis-gateway"
+    otlp: OtlpSettings = Field(default_factory=OtlpSettings)
 
 
 class Listener(_Section):
@@ -70,6 +91,26 @@ class McpSettings(Listener):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+# -- audit (the signed audit log's recording half: docs/audit.md "Recording") -------------
+class AuditSettings(_Section):
+    enabled: bool = True
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    sqlite_path: Path = Path(".aegis/audit.db")  # relative to the config file
+    postgres_dsn: str | None = None
+    postgres_table: str = Field(default="aegis_audit", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+    log_id: str = Field(default="aegis", min_length=1, max_length=200)
+    signing_key_path: Path | None = Path(".aegis/audit-signing-key.pem")  # PEM; relative
+    generate_key: bool = True  # create the key on first start when the file is missing
+    on_key_error: Literal["refuse_to_start", "fail_writes_closed"] = "refuse_to_start"
+    checkpoint_every_records: int = Field(default=1000, gt=0)
+    checkpoint_every_seconds: float = Field(default=10.0, gt=0)
+    max_queue: int = Field(default=10_000, gt=0)
+    max_batch: int = Field(default=512, gt=0, le=100_000)
+
+
+# -- end audit ----------------------------------------------------------------------------
+
+
 class AegisSettings(_Section):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
@@ -80,6 +121,7 @@ class AegisSettings(_Section):
     proxy: ProxySettings = Field(default_factory=ProxySettings)
     mcp: McpSettings = Field(default_factory=lambda: McpSettings(enabled=False))
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300)
+    audit: AuditSettings = Field(default_factory=AuditSettings)  # audit log
 
 
 class SettingsError(Exception):
@@ -116,4 +158,17 @@ def load_settings(path: Path | None) -> AegisSettings:
         raise SettingsError(diags) from None
     base = path.parent
     paths = [p if p.is_absolute() else base / p for p in settings.policy.paths]
-    return settings.model_copy(update={"policy": PolicySettings(paths=paths)})
+    audit = settings.audit  # audit: file paths resolve against the config file too
+    audit_paths = {
+        "sqlite_path": audit.sqlite_path
+        if audit.sqlite_path.is_absolute()
+        else base / audit.sqlite_path
+    }
+    if audit.signing_key_path is not None and not audit.signing_key_path.is_absolute():
+        audit_paths["signing_key_path"] = base / audit.signing_key_path
+    return settings.model_copy(
+        update={
+            "policy": PolicySettings(paths=paths),
+            "audit": audit.model_copy(update=audit_paths),
+        }
+    )

@@ -1,4 +1,8 @@
-"""`aegis serve`: run the gateway until SIGINT/SIGTERM, then drain and stop."""
+"""`aegis serve`: run the gateway until SIGINT/SIGTERM, then drain and stop.
+
+Exit codes: 0 after a clean stop; 3 when the configuration, the policy, the
+audit key or a listener address cannot be used (the message says which).
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,17 @@ from pathlib import Path
 
 import click
 
-from aegis.errors import PolicyLoadError
+from aegis.errors import AegisError, PolicyLoadError
 from aegis.server import build_gateway
 from aegis.server.gateway import ConfigError
 from aegis.settings import SettingsError, load_settings
 
 EXIT_CONFIG = 3
+
+
+def _refuse(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(EXIT_CONFIG)
 
 
 @click.command("serve")
@@ -29,20 +38,17 @@ def serve_cmd(config: Path | None) -> None:
     try:
         settings = load_settings(config)
         # The one place the environment is read; it is passed down from here.
-        gateway = build_gateway(settings, environ=dict(os.environ))
-    except SettingsError as exc:
-        for d in exc.diagnostics:
-            click.echo(str(d), err=True)
-        sys.exit(EXIT_CONFIG)
-    except PolicyLoadError as exc:
-        for d in exc.diagnostics:
-            click.echo(str(d), err=True)
-        sys.exit(EXIT_CONFIG)
-    try:
+        gateway = build_gateway(
+            settings,
+            environ=dict(os.environ),
+            base_dir=config.parent if config is not None else Path.cwd(),
+        )
         asyncio.run(gateway.run_until_signalled())
+    except (SettingsError, PolicyLoadError) as exc:
+        _refuse("\n".join(str(d) for d in exc.diagnostics))
+    except AegisError as exc:  # e.g. audit.key_unavailable
+        _refuse(str(exc))
     except (ConfigError, ValueError) as exc:
-        click.echo(f"config.invalid: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
-    except OSError as exc:  # e.g. a port already in use
-        click.echo(f"cannot start: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+        _refuse(f"config.invalid: {exc}")
+    except OSError as exc:  # e.g. a port already in use, an unreadable key file
+        _refuse(f"cannot start: {exc}")

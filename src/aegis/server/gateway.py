@@ -19,14 +19,20 @@ import gc
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
-from aegis.doors.api import build_api_routes
+from aegis import __version__
+from aegis.audit.log import AuditLog  # audit
+from aegis.audit.sink import AuditSink  # audit
+from aegis.audit.store import AuditStore, AuditStoreError  # audit
+from aegis.doors.api import build_api_routes, refusal_counter
 from aegis.doors.envoy import MappingConfig, build_authz_http_handler, build_envoy_grpc_server
 from aegis.doors.mcp import build_mcp_proxy, load_config
 from aegis.doors.proxy import ProxyConfig, build_forward_proxy
@@ -35,7 +41,7 @@ from aegis.http.router import Route, Router
 from aegis.http.server import HttpLimits, HttpServer
 from aegis.pipeline import Pipeline, PolicyStore
 from aegis.policy import load_policy
-from aegis.settings import AegisSettings
+from aegis.settings import AegisSettings, AuditSettings
 from aegis.telemetry import GatewayMetrics, JsonLog, TelemetryEvidence
 
 _ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -62,12 +68,20 @@ class Gateway:
     #: The environment as the command line captured it (MCP upstream credentials).
     environment: Mapping[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    #: audit: the signed audit log, opened in start() (None when disabled).
+    audit: AuditBuild | None = None
+    #: Where relative paths in door options resolve (the configuration file's folder).
+    base_dir: Path | None = None
+    #: True from the moment every listener is up until shutdown begins (/readyz).
+    ready: bool = False
     _stoppers: list[tuple[str, Any]] = field(default_factory=list)
+    _closers: list[tuple[str, Any]] = field(default_factory=list)
 
     async def start(self) -> dict[str, int]:
         """Start every enabled listener; return the bound ports by name."""
         s = self.settings
         try:
+            await self._start_audit()  # audit: before any door can decide
             if s.api.enabled:
                 await self._start_api()
             if s.envoy.enabled:
@@ -86,7 +100,7 @@ class Gateway:
                 self.ports["proxy"] = await proxy.start(s.proxy.host, s.proxy.port)
                 self._stoppers.append(("proxy", proxy.stop))
             if s.mcp.enabled:
-                config = load_config(s.mcp.options, env=self.environment)
+                config = load_config(s.mcp.options, env=self.environment, base_dir=self.base_dir)
                 mcp = build_mcp_proxy(self.pipeline, config, metrics=self.metrics, log=self.log)
                 self.ports["mcp"] = await mcp.start(s.mcp.host, s.mcp.port)
                 self._stoppers.append(("mcp", lambda _grace: mcp.stop()))
@@ -97,6 +111,11 @@ class Gateway:
         # collector never walks it again (a full pass costs a p99 spike).
         gc.collect()
         gc.freeze()
+        self.ready = True
+        self.log.warning(
+            "identity.unverified",
+            reason="agent tokens are not configured: tenant and agent ids are taken from calls",
+        )
         self.log.info(
             "gateway.started",
             ports=self.ports,
@@ -107,10 +126,36 @@ class Gateway:
         )
         return dict(self.ports)
 
+    # -- audit ---------------------------------------------------------------------------
+    async def _start_audit(self) -> None:
+        if self.audit is None:
+            return
+        try:
+            await self.audit.log.open()
+        except AuditStoreError as exc:
+            raise AuditStartError(f"{ErrorCode.AUDIT_UNAVAILABLE}: {exc}") from exc
+        sink = AuditSink(self.audit.log, self.store)
+        self.pipeline.audit = sink
+        await sink.record_policy_activation(self.store.current)
+
+        async def close_audit(_grace: float) -> None:
+            self.pipeline.audit = None
+            await self.audit_log_close()
+
+        self._closers.append(("audit", close_audit))  # after every listener has drained
+
+    async def audit_log_close(self) -> None:
+        if self.audit is not None:
+            await self.audit.log.close()
+
+    # -- end audit -------------------------------------------------------------------------
+
     async def _start_api(self) -> None:
         s = self.settings
+        http_limits = HttpLimits(max_body_bytes=s.api.max_body_bytes)
+        count_refusal = refusal_counter(self.metrics)
         routes = build_api_routes(
-            self.pipeline, metrics=self.metrics, ready=lambda: bool(self.ports)
+            self.pipeline, metrics=self.metrics, ready=lambda: self.ready, http_limits=http_limits
         )
         if s.envoy.enabled:
             handler = build_authz_http_handler(
@@ -122,9 +167,10 @@ class Gateway:
             )
             routes.append(Route(s.envoy.http_prefix, handler, _ALL_METHODS, prefix=True))
         server = HttpServer(
-            Router(routes),
-            HttpLimits(max_body_bytes=s.api.max_body_bytes),
+            Router(routes, on_refusal=count_refusal),
+            http_limits,
             log=self.log,
+            on_refusal=count_refusal,
         )
         self.ports["api"] = await server.start(s.api.host, s.api.port)
         self._stoppers.append(("api", lambda grace: server.stop(grace_seconds=grace)))
@@ -135,13 +181,18 @@ class Gateway:
     async def stop(self) -> None:
         """Stop accepting, let in-flight calls finish (up to the grace period), flush."""
         grace = self.settings.shutdown_grace_seconds
-        stoppers, self._stoppers = self._stoppers, []
-        results = await asyncio.gather(
-            *(stop(grace) for _, stop in reversed(stoppers)), return_exceptions=True
-        )
-        for (name, _), result in zip(reversed(stoppers), results, strict=True):
-            if isinstance(result, BaseException):
-                self.log.error("gateway.stop_failed", listener=name, error=repr(result))
+        self.ready = False  # load balancers stop sending new calls first
+        # Listeners drain together; what they decide is still recorded, so the
+        # audit log closes only once they are all done.
+        for group in (self._stoppers, self._closers):
+            parts = list(reversed(group))
+            group.clear()
+            results = await asyncio.gather(
+                *(stop(grace) for _, stop in parts), return_exceptions=True
+            )
+            for (name, _), result in zip(parts, results, strict=True):
+                if isinstance(result, BaseException):
+                    self.log.error("gateway.stop_failed", listener=name, error=repr(result))
         if self.tracer_provider is not None:
             self.tracer_provider.shutdown()
         self.log.info("gateway.stopped")
@@ -162,6 +213,80 @@ class Gateway:
             await self.stop()
 
 
+# -- audit ---------------------------------------------------------------------------------
+class AuditStartError(ValueError):
+    """The audit log cannot run as configured: the gateway refuses to start."""
+
+
+@dataclass(eq=False)
+class AuditBuild:
+    log: AuditLog
+    store: AuditStore
+
+
+def _load_signing_key(cfg: AuditSettings, log: JsonLog) -> tuple[Any, str | None]:
+    """(key or None, why writes must fail closed or None). Raises AuditStartError when
+    the key cannot be loaded and the gateway must refuse to start."""
+    if cfg.signing_key_path is None:
+        return None, None
+    try:
+        from aegis.audit import checkpoint  # noqa: PLC0415 - the other half may not exist yet
+    except ImportError:
+        log.warning("audit.signing_unavailable", reason="aegis.audit.checkpoint is not installed")
+        return None, None
+    path = cfg.signing_key_path
+    try:
+        if not path.exists() and cfg.generate_key:
+            key = checkpoint.SigningKey.generate()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("xb") as fh:  # never overwrite a key
+                fh.write(key.to_pem())
+            path.chmod(0o600)
+            log.info("audit.key_generated", path=str(path), kid=key.kid)
+            return key, None
+        return checkpoint.SigningKey.from_pem(path.read_bytes()), None
+    except Exception as exc:  # any failure to load is one condition: no key
+        reason = f"{ErrorCode.AUDIT_KEY_UNAVAILABLE}: cannot load {path}: {exc}"
+        if cfg.on_key_error == "refuse_to_start":
+            raise AuditStartError(reason) from exc
+        log.error("audit.key_unavailable", error=reason, writes="fail closed")
+        return None, reason
+
+
+def build_audit(settings: AuditSettings, *, metrics: GatewayMetrics, log: JsonLog) -> AuditBuild:
+    key, unavailable = _load_signing_key(settings, log)
+    store: AuditStore
+    if settings.store == "postgres":
+        from aegis.audit.postgres_store import PostgresAuditStore  # noqa: PLC0415 - optional
+
+        if not settings.postgres_dsn:
+            raise AuditStartError("audit.postgres_dsn is required with audit.store: postgres")
+        store = PostgresAuditStore(settings.postgres_dsn, table=settings.postgres_table)
+    else:
+        from aegis.audit.sqlite_store import SqliteAuditStore  # noqa: PLC0415
+
+        try:
+            store = SqliteAuditStore(settings.sqlite_path)
+        except AuditStoreError as exc:
+            raise AuditStartError(f"{ErrorCode.AUDIT_UNAVAILABLE}: {exc}") from exc
+    audit_log = AuditLog(
+        store,
+        signing_key=key,
+        log_id=settings.log_id,
+        max_batch=settings.max_batch,
+        max_queue=settings.max_queue,
+        checkpoint_every_records=settings.checkpoint_every_records,
+        checkpoint_every_seconds=settings.checkpoint_every_seconds,
+        metrics=metrics,
+        log=log,
+        unavailable=unavailable,
+    )
+    return AuditBuild(audit_log, store)
+
+
+# -- end audit -----------------------------------------------------------------------------
+
+
 def _proxy_config(options: dict[str, Any]) -> ProxyConfig:
     known = {f.name for f in fields(ProxyConfig)}
     unknown = sorted(set(options) - known)
@@ -178,6 +303,7 @@ def build_gateway(
     *,
     log_stream: IO[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
 ) -> Gateway:
     """Load the policy and assemble the pipeline and evidence; listeners start in start()."""
     log = JsonLog(log_stream, level=settings.log.level)
@@ -187,14 +313,41 @@ def build_gateway(
     tracer: trace.Tracer = trace.NoOpTracer()
     if settings.tracing.exporter != "none":
         provider = TracerProvider(
-            resource=Resource.create({"service.name": settings.tracing.service_name})
+            resource=Resource.create(
+                {"service.name": settings.tracing.service_name, "service.version": __version__}
+            )
         )
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-        tracer = provider.get_tracer("aegis")
+        exporter: SpanExporter = ConsoleSpanExporter()
+        if settings.tracing.exporter == "otlp":
+            # The settings' values win; the SDK falls back to OTEL_EXPORTER_OTLP_*
+            # only for what they leave unset (no headers, compression, CA files).
+            otlp = settings.tracing.otlp
+            exporter = OTLPSpanExporter(
+                endpoint=otlp.endpoint,
+                insecure=otlp.insecure,
+                timeout=otlp.timeout_seconds,
+                headers=dict(otlp.headers),
+            )
+        # Batched off the hot path; Gateway.stop() shuts the provider down, which flushes.
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        tracer = provider.get_tracer("aegis", __version__)
     evidence = TelemetryEvidence(
         tracer=tracer, metrics=metrics, log=log, policy=store, log_decisions=settings.log.decisions
     )
     pipeline = Pipeline.with_defaults(
         store, evidence=evidence, timeout=settings.pipeline.timeout_seconds
     )
-    return Gateway(settings, store, pipeline, metrics, log, provider, dict(environ or {}))
+    audit = (  # audit
+        build_audit(settings.audit, metrics=metrics, log=log) if settings.audit.enabled else None
+    )
+    return Gateway(
+        settings,
+        store,
+        pipeline,
+        metrics,
+        log,
+        provider,
+        dict(environ or {}),
+        audit=audit,
+        base_dir=base_dir,
+    )
