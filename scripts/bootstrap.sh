@@ -17,6 +17,16 @@ WANT="$(cat "$ROOT/requirements/lock.txt" "$ROOT/pyproject.toml" | sha256sum | c
 if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$WANT" ]; then
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
     --require-hashes -r "$ROOT/requirements/lock.txt"
+  # xds-protos (Envoy's protos) ships its own, older copy of the
+  # opentelemetry/proto modules; whichever wheel pip unpacks last wins. Put the
+  # real opentelemetry-proto back on top, hash-checked, so the OTLP exporter
+  # finds the messages it needs (e.g. InstrumentationScope).
+  OTEL_PROTO="$(mktemp)"
+  awk '/^opentelemetry-proto==/{on=1} on{print} on && !/\\$/{exit}' \
+    "$ROOT/requirements/lock.txt" > "$OTEL_PROTO"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    --no-deps --force-reinstall --require-hashes -r "$OTEL_PROTO"
+  rm -f "$OTEL_PROTO"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
     --no-deps --no-build-isolation -e "$ROOT"
   echo "$WANT" > "$STAMP"

@@ -194,3 +194,27 @@ def test_sealed_bytes_are_the_canonical_form_of_the_record(body: dict, tenant: s
         return  # lone surrogates: refused, never written wrongly
     assert record.raw == rfc8785.dumps(record.to_dict())
     assert record.hash == record_hash(record.unsigned())
+
+
+@settings(max_examples=1000)
+@given(
+    value=st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**60), 2**60)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+        ),
+        max_leaves=16,
+    )
+)
+def test_canonical_fast_path_equals_the_reference(value: Any) -> None:
+    try:
+        expected = rfc8785.dumps(value)
+    except Exception:
+        with pytest.raises(Exception):  # noqa: B017, PT011
+            canonical(value)
+        return
+    assert canonical(value) == expected

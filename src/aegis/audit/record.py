@@ -34,52 +34,42 @@ class RecordKind(StrEnum):
     INCIDENT = "incident"
 
 
-_MAX_SAFE_INT: Final = 2**53 - 1
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")
 
 
-def _plain(value: Any) -> bool:
-    """True when the C JSON encoder (sorted keys, compact, UTF-8) writes exactly RFC 8785.
-
-    That holds for strings without lone surrogates (both escape only ``"``,
-    ``\\`` and control characters, the latter as lower-case ``\\u00xx`` or the
-    short forms), integers within +-2**53, booleans, null, and objects whose
-    keys are ASCII (so code-point order equals RFC 8785's UTF-16 order). Floats
-    are not plain: ECMAScript number formatting (RFC 8785 §3.2.2.3) differs
-    from Python's repr.
-    """
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        t = type(v)
-        if t is str:
-            if not v.isascii():
-                try:
-                    v.encode("utf-8")
-                except UnicodeEncodeError:
-                    return False
-        elif t is dict:
-            for k, item in v.items():
-                if type(k) is not str or not k.isascii():
-                    return False
-                stack.append(item)
-        elif t is list or t is tuple:
-            stack.extend(v)
-        elif t is int:
-            if not -_MAX_SAFE_INT <= v <= _MAX_SAFE_INT:
-                return False
-        elif not (v is None or t is bool):
-            return False
-    return True
+#: A JSON string literal as Python's encoder writes it (quotes inside are escaped).
+_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"')
+#: In what is left once strings are removed, a float (., e, E) or an integer long
+#: enough that it may exceed 2**53 -- the numbers whose RFC 8785 form can differ.
+_UNSAFE_NUMBER: Final = re.compile(r"[.eE]|[0-9]{16,}")
+_KEY: Final = re.compile(r'"((?:[^"\\]|\\.)*)":')
 
 
 def canonical(value: Any) -> bytes:
-    """RFC 8785 JSON Canonicalization Scheme bytes: through the C encoder when that
-    is exactly RFC 8785 (about 10x faster), else the reference implementation."""
-    if _plain(value):
-        return json.dumps(
+    """RFC 8785 JSON Canonicalization Scheme bytes.
+
+    The C encoder (sorted keys, compact, UTF-8, no NaN) writes exactly RFC 8785
+    for strings without lone surrogates, integers within +-2**53, booleans,
+    null, and objects with ASCII keys (code-point order equals RFC 8785's UTF-16
+    order, §3.2.3); its string escapes are the same (§3.2.2.2). What differs is
+    the number form of floats (ECMAScript, §3.2.2.3) and huge integers. So the
+    fast path encodes once and checks its own output for those -- a scan of the
+    text with the strings blanked, two C-level regex passes -- and only then
+    falls back to the reference implementation. tests/audit compare the two.
+    """
+    try:
+        text = json.dumps(
             value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-        ).encode("utf-8")
+        )
+    except (TypeError, ValueError):
+        return rfc8785.dumps(value)  # the reference raises the precise error
+    if _UNSAFE_NUMBER.search(_STRING.sub("", text)) is None and (
+        text.isascii() or all(k.isascii() for k in _KEY.findall(text))
+    ):
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: let the reference refuse it
+            pass
     return rfc8785.dumps(value)
 
 
