@@ -218,3 +218,60 @@ def test_canonical_fast_path_equals_the_reference(value: Any) -> None:
             canonical(value)
         return
     assert canonical(value) == expected
+
+
+@settings(max_examples=300)
+@given(
+    params=st.dictionaries(
+        st.text(max_size=6),
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**60), 2**60)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=10),
+        max_size=5,
+    ),
+    reason=st.text(max_size=30),
+    destination=st.none() | st.text(max_size=20),
+    cost=st.none() | st.floats(min_value=0, max_value=1e6, allow_nan=False),
+)
+def test_decision_bodies_carry_their_exact_canonical_bytes(
+    params: dict[str, Any], reason: str, destination: str | None, cost: float | None
+) -> None:
+    from aegis.audit.record import CanonicalBody
+    from aegis.audit.sink import _encode_decision_body
+
+    rest = {
+        "decision_id": "d",
+        "outcome": "allow",
+        "code": "decision.allowed",
+        "reason": reason,
+        "rule_ids": ["r1"],
+        "policy_version": "v",
+        "bundle_hash": "sha256:x",
+        "approval_id": None,
+        "tenant": "t",
+        "agent_id": "a",
+        "parent_chain": ["p"],
+        "session_id": None,
+        "tool": "x",
+        "kind": "write",
+        "door": "api",
+        "redactions": [{"path": "a", "detector": "email"}],
+        "destination": destination,
+        "cost_estimate": None if cost is None else repr(cost),
+        "error": None,
+        "error_detail": None,
+        "trace_id": None,
+        "span_id": None,
+        "latency_us": 12,
+    }
+    try:
+        expected = rfc8785.dumps({**rest, "params": params})
+    except Exception:
+        return
+    body = _encode_decision_body(rest, params)
+    assert canonical(body) == expected
+    assert dict(body) == {**rest, "params": params}
+    if type(body) is CanonicalBody:
+        assert body.encoded == expected

@@ -45,6 +45,19 @@ _UNSAFE_NUMBER: Final = re.compile(r"[.eE]|[0-9]{16,}")
 _KEY: Final = re.compile(r'"((?:[^"\\]|\\.)*)":')
 
 
+class CanonicalBody(dict[str, Any]):
+    """A record body that carries its own RFC 8785 bytes, computed by the code that
+    built it from fields it knows the types of (see AuditSink.decision_body):
+    the hot path then never re-walks or re-encodes it. tests/audit check the
+    bytes equal the reference encoding of the dict."""
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, fields: dict[str, Any], encoded: bytes) -> None:
+        super().__init__(fields)
+        self.encoded = encoded
+
+
 def canonical(value: Any) -> bytes:
     """RFC 8785 JSON Canonicalization Scheme bytes.
 
@@ -57,6 +70,10 @@ def canonical(value: Any) -> bytes:
     text with the strings blanked, two C-level regex passes -- and only then
     falls back to the reference implementation. tests/audit compare the two.
     """
+    if type(value) is CanonicalBody:
+        return value.encoded
+    if type(value) is str and value.isascii():
+        return json.dumps(value).encode()  # the common small case: no scan needed
     try:
         text = json.dumps(
             value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False

@@ -9,12 +9,13 @@ reads are queued (DESIGN.md §6).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aegis.audit.log import AuditLog
-from aegis.audit.record import RecordKind
+from aegis.audit.record import CanonicalBody, RecordKind, canonical
 from aegis.pipeline.policy_store import PolicyStore
 from aegis.pipeline.stages import PipelineResult, RequestContext, TraceRefs
 from aegis.policy.compiled import CompiledPolicy
@@ -69,7 +70,7 @@ class AuditSink:
         # decision); the current one stands in if it was swapped since (same rules
         # or newer, never none: params_for_record applies whatever matches).
         params, redactions = params_for_record(policy, call, self.clock())
-        return {
+        rest: dict[str, Any] = {
             "decision_id": d.decision_id,
             "outcome": str(d.outcome),
             "code": str(d.code),
@@ -85,16 +86,18 @@ class AuditSink:
             "tool": call.tool,
             "kind": str(policy.kind_of(call)),
             "door": ctx.door,
-            "params": params,
             "redactions": [r.to_dict() for r in redactions],
             "destination": call.destination,
-            "cost_estimate": call.cost_estimate,
+            # A decimal string: RFC 8785 writes floats in ECMAScript form, and a
+            # string keeps this body free of them (see below) and exact.
+            "cost_estimate": None if call.cost_estimate is None else repr(call.cost_estimate),
             "error": str(result.error) if result.error is not None else None,
             "error_detail": result.error_detail,
             "trace_id": refs.trace_id if refs is not None else None,
             "span_id": refs.span_id if refs is not None else None,
             "latency_us": (end_ns - start_ns) // 1000,
         }
+        return _encode_decision_body(rest, params)
 
     async def record_event(
         self,
@@ -118,3 +121,24 @@ class AuditSink:
             "sources": list(source_files if source_files is not None else policy.sources),
         }
         return await self.record_event(RecordKind.POLICY_ACTIVATION, None, body)
+
+
+def _encode_decision_body(rest: dict[str, Any], params: Any) -> dict[str, Any]:
+    """The decision body with its RFC 8785 bytes, encoded once.
+
+    Everything but ``params`` is strings, small integers, null and lists of
+    strings under fixed ASCII keys: the C encoder's output is already RFC 8785
+    for them (RFC 8785 §3.2). Only ``params`` -- the caller's data -- needs the
+    general canonicaliser; its bytes go in at their sorted place, just before
+    ``"parent_chain"``. Anything unexpected falls back to the general path.
+    """
+    full = {**rest, "params": params}
+    try:
+        text = json.dumps(rest, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+        head, sep, tail = text.partition(',"parent_chain":')
+        if not sep:
+            return full
+        encoded = head.encode() + b',"params":' + canonical(params) + sep.encode() + tail.encode()
+    except (TypeError, ValueError):  # incl. UnicodeEncodeError: a lone surrogate somewhere
+        return full
+    return CanonicalBody(full, encoded)

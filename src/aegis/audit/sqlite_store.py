@@ -42,9 +42,8 @@ CREATE TABLE IF NOT EXISTS audit_records (
     hash     TEXT NOT NULL,
     record   TEXT NOT NULL  -- the canonical (RFC 8785) JSON of the whole record
 );
-CREATE INDEX IF NOT EXISTS audit_records_tenant_time ON audit_records (tenant, time);
-CREATE INDEX IF NOT EXISTS audit_records_agent_time ON audit_records (agent_id, time);
-CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
+-- No secondary indexes: every insert would pay for them on the hot path, and
+-- export and verify read the log in seq order (the primary key) anyway.
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     checkpoint TEXT NOT NULL
