@@ -27,10 +27,14 @@ BIG_PAYMENT = {
 }
 
 
-def settings_on_free_ports() -> AegisSettings:
+def settings_on_free_ports(tmp: Path) -> AegisSettings:
     return AegisSettings.model_validate(
         {
             "policy": {"paths": [str(ROOT / "examples")]},
+            "audit": {
+                "sqlite_path": str(tmp / "audit.db"),
+                "signing_key_path": str(tmp / "key.pem"),
+            },
             "api": {"port": 0},
             "envoy": {"port": 0},
             "proxy": {"port": 0},
@@ -39,10 +43,10 @@ def settings_on_free_ports() -> AegisSettings:
     )
 
 
-def test_every_door_decides_through_one_pipeline() -> None:
+def test_every_door_decides_through_one_pipeline(tmp_path: Path) -> None:
     async def scenario() -> None:
         log = io.StringIO()
-        gateway = build_gateway(settings_on_free_ports(), log_stream=log)
+        gateway = build_gateway(settings_on_free_ports(tmp_path), log_stream=log)
         ports = await gateway.start()
         try:
             assert set(ports) == {"api", "envoy", "proxy"}
