@@ -103,7 +103,7 @@ class Gateway:
                 config = load_config(s.mcp.options, env=self.environment, base_dir=self.base_dir)
                 mcp = build_mcp_proxy(self.pipeline, config, metrics=self.metrics, log=self.log)
                 self.ports["mcp"] = await mcp.start(s.mcp.host, s.mcp.port)
-                self._stoppers.append(("mcp", lambda _grace: mcp.stop()))
+                self._stoppers.append(("mcp", mcp.stop))
         except BaseException:
             await self.stop()
             raise

@@ -153,10 +153,11 @@ class McpProxy:
             self._http = None
             raise
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop serving HTTP; in-flight requests get up to ``grace`` seconds."""
         runner, self._http = self._http, None
         if runner is not None:
-            await runner.stop()
+            await runner.stop(timeout=grace)
 
     # -- the server --------------------------------------------------------------------
 
