@@ -28,7 +28,7 @@ from typing import Final
 from aegis.core.call import JsonValue, Params
 from aegis.core.decision import Redaction
 from aegis.core.paths import ParamPath, Segment, render
-from aegis.core.regex import ByteRegex
+from aegis.core.regex import PatternSet
 from aegis.dlp.detector import Detector
 from aegis.dlp.names import BUILTIN_DETECTOR_NAMES
 from aegis.dlp.overlap import Labelled, resolve
@@ -131,7 +131,7 @@ class _Walk:
     __slots__ = ("detectors", "gate", "markers", "path", "records")
 
     def __init__(
-        self, detectors: tuple[Detector, ...], markers: tuple[bytes, ...], gate: ByteRegex | None
+        self, detectors: tuple[Detector, ...], markers: tuple[bytes, ...], gate: PatternSet | None
     ) -> None:
         self.detectors = detectors
         self.markers = markers
@@ -213,11 +213,19 @@ class _Walk:
     def text(self, text: str) -> str:
         """``text`` itself when nothing matched (no copy), else the redacted string."""
         data = text.encode("utf-8")
-        if self.gate is not None and self.gate.search(data) is None:
-            return text
+        candidates: Sequence[int]
+        if self.gate is not None:
+            # One RE2::Set pass names the detectors whose pattern matches at all;
+            # only those scan (and validate) -- usually none, rarely more than one.
+            candidates = self.gate.matching(data)
+            if not candidates:
+                return text
+        else:
+            candidates = range(len(self.detectors))
         ascii_only = len(data) == len(text)
         found: list[Labelled] = []
-        for index, detector in enumerate(self.detectors):
+        for index in candidates:
+            detector = self.detectors[index]
             if detector._may_match(text):
                 found.extend((s, e, index) for s, e in detector._scan_utf8(data, ascii_only))
         if not found:
@@ -234,18 +242,19 @@ class _Walk:
         return b"".join(pieces).decode("utf-8")
 
 
-def _gate(detectors: tuple[Detector, ...]) -> ByteRegex | None:
-    """One RE2 program matching wherever any detector's pattern matches.
+def _gate(detectors: tuple[Detector, ...]) -> PatternSet | None:
+    """An RE2::Set of the detectors' patterns: one pass tells which could match.
 
-    Most strings in params hold no candidate at all; one search with the union
-    settles that, instead of one search per detector. The union only gates: the
-    detectors still run one by one, so labels and validation are unchanged. Too
-    large a union (many custom patterns) is not an error -- there is just no gate.
+    Most strings in params hold no candidate at all, and the rest usually one
+    kind; the set settles that instead of one search per detector. It only
+    gates: the detectors it names still scan and validate, so labels and
+    validation are unchanged. A set too large to build (many custom patterns)
+    is not an error -- there is just no gate.
     """
     if len(detectors) < 2:
         return None
     try:
-        return ByteRegex("|".join(f"(?:{d.pattern})" for d in detectors))
+        return PatternSet([d.pattern for d in detectors])
     except PatternError:
         return None
 
