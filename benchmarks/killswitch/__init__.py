@@ -1,0 +1,1 @@
+"""Kill switch benchmark: time to revoke across two processes (see __main__)."""
