@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aegis.errors import Diagnostic, ErrorCode
 from aegis.policy.source import read_source
@@ -111,6 +111,36 @@ class AuditSettings(_Section):
 # -- end audit ----------------------------------------------------------------------------
 
 
+# -- identity (agent tokens: docs/identity.md "In the gateway") ---------------------------
+class IdentitySettings(_Section):
+    """``unverified`` (the default): identities are taken from calls as stated.
+    ``tokens``: every call must carry an agent token that the gateway verifies."""
+
+    mode: Literal["unverified", "tokens"] = "unverified"
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_path: Path | None = None  # a JWK Set (JSON) of the issuer's public keys
+    public_key_paths: list[Path] = Field(default_factory=list)  # or PEM public keys
+    leeway_seconds: float = Field(default=30.0, ge=0, le=120)
+    require_chain_match: bool = True
+    killswitch_redis_url: str | None = None  # None: revocations kept in this process
+
+    @model_validator(mode="after")
+    def _tokens_need_keys(self) -> IdentitySettings:
+        if self.mode == "tokens":
+            if not self.issuer or not self.audience:
+                raise ValueError("identity.mode tokens needs identity.issuer and identity.audience")
+            if (self.jwks_path is None) == (not self.public_key_paths):
+                raise ValueError(
+                    "identity.mode tokens needs exactly one of identity.jwks_path "
+                    "and identity.public_key_paths"
+                )
+        return self
+
+
+# -- end identity -------------------------------------------------------------------------
+
+
 class AegisSettings(_Section):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
@@ -122,6 +152,7 @@ class AegisSettings(_Section):
     mcp: McpSettings = Field(default_factory=lambda: McpSettings(enabled=False))
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300)
     audit: AuditSettings = Field(default_factory=AuditSettings)  # audit log
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
 
 
 class SettingsError(Exception):
@@ -166,9 +197,16 @@ def load_settings(path: Path | None) -> AegisSettings:
     }
     if audit.signing_key_path is not None and not audit.signing_key_path.is_absolute():
         audit_paths["signing_key_path"] = base / audit.signing_key_path
+    ident = settings.identity  # identity: key files resolve against the config file too
+    ident_paths: dict[str, Any] = {
+        "public_key_paths": [p if p.is_absolute() else base / p for p in ident.public_key_paths]
+    }
+    if ident.jwks_path is not None and not ident.jwks_path.is_absolute():
+        ident_paths["jwks_path"] = base / ident.jwks_path
     return settings.model_copy(
         update={
             "policy": PolicySettings(paths=paths),
             "audit": audit.model_copy(update=audit_paths),
+            "identity": ident.model_copy(update=ident_paths),
         }
     )

@@ -16,12 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from joserfc.jwk import ECKey, OKPKey
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -39,9 +44,14 @@ from aegis.doors.proxy import ProxyConfig, build_forward_proxy
 from aegis.errors import ErrorCode
 from aegis.http.router import Route, Router
 from aegis.http.server import HttpLimits, HttpServer
+from aegis.http.types import Handler, HttpRequest, HttpResponse
+from aegis.identity.keys import VerificationKeys
+from aegis.identity.killswitch import KillSwitch, MemoryRevocationStore, RevocationStore
+from aegis.identity.stage import TokenIdentity
+from aegis.identity.verifier import TokenVerifier
 from aegis.pipeline import Pipeline, PolicyStore
 from aegis.policy import load_policy
-from aegis.settings import AegisSettings, AuditSettings
+from aegis.settings import AegisSettings, AuditSettings, IdentitySettings
 from aegis.telemetry import GatewayMetrics, JsonLog, TelemetryEvidence
 
 _ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -70,6 +80,8 @@ class Gateway:
     ports: dict[str, int] = field(default_factory=dict)
     #: audit: the signed audit log, opened in start() (None when disabled).
     audit: AuditBuild | None = None
+    #: identity: the token stage, kill switch and JWKS (None: identity.mode unverified).
+    identity: IdentityBuild | None = None
     #: Where relative paths in door options resolve (the configuration file's folder).
     base_dir: Path | None = None
     #: True from the moment every listener is up until shutdown begins (/readyz).
@@ -82,6 +94,7 @@ class Gateway:
         s = self.settings
         try:
             await self._start_audit()  # audit: before any door can decide
+            await self._start_identity()  # identity: revocations loaded before any call
             if s.api.enabled:
                 await self._start_api()
             if s.envoy.enabled:
@@ -112,17 +125,21 @@ class Gateway:
         gc.collect()
         gc.freeze()
         self.ready = True
-        self.log.warning(
-            "identity.unverified",
-            reason="agent tokens are not configured: tenant and agent ids are taken from calls",
-        )
+        if self.identity is None:
+            self.log.warning(
+                "identity.unverified",
+                reason="agent tokens are not configured: tenant and agent ids are taken from calls",
+            )
+            identity = "unverified (tokens not configured: identities are taken from calls)"
+        else:
+            identity = "tokens (every call needs a verified agent token)"
         self.log.info(
             "gateway.started",
             ports=self.ports,
             policy_version=self.store.current.version,
             bundle_hash=self.store.current.bundle_hash,
             rules=len(self.store.current.rules),
-            identity="unverified (tokens not configured: identities are taken from calls)",
+            identity=identity,
         )
         return dict(self.ports)
 
@@ -150,6 +167,17 @@ class Gateway:
 
     # -- end audit -------------------------------------------------------------------------
 
+    async def _start_identity(self) -> None:
+        if self.identity is None or self.identity.kill_switch is None:
+            return
+        kill_switch = self.identity.kill_switch
+        await kill_switch.start()
+
+        async def close_kill_switch(_grace: float) -> None:
+            await kill_switch.close()
+
+        self._closers.append(("kill_switch", close_kill_switch))
+
     async def _start_api(self) -> None:
         s = self.settings
         http_limits = HttpLimits(max_body_bytes=s.api.max_body_bytes)
@@ -166,6 +194,8 @@ class Gateway:
                 log=self.log,
             )
             routes.append(Route(s.envoy.http_prefix, handler, _ALL_METHODS, prefix=True))
+        if self.identity is not None:
+            routes.append(Route(JWKS_PATH, _jwks_handler(self.identity.jwks), _GET_HEAD))
         server = HttpServer(
             Router(routes, on_refusal=count_refusal),
             http_limits,
@@ -287,6 +317,94 @@ def build_audit(settings: AuditSettings, *, metrics: GatewayMetrics, log: JsonLo
 # -- end audit -----------------------------------------------------------------------------
 
 
+# -- identity ------------------------------------------------------------------------------
+JWKS_PATH = "/.well-known/jwks.json"
+_GET_HEAD = frozenset({"GET", "HEAD"})
+
+
+@dataclass(eq=False)
+class IdentityBuild:
+    stage: TokenIdentity
+    kill_switch: KillSwitch | None
+    #: The public keys tokens are verified with, served at JWKS_PATH.
+    jwks: dict[str, Any]
+
+
+def _jwks_handler(jwks: dict[str, Any]) -> Handler:
+    body = json.dumps(jwks, separators=(",", ":")).encode()
+    response = HttpResponse(
+        200, (("content-type", "application/jwk-set+json"), ("cache-control", "max-age=300")), body
+    )
+
+    async def handler(request: HttpRequest) -> HttpResponse:  # noqa: ARG001 - a Handler
+        return response
+
+    return handler
+
+
+def _pem_jwk(path: Path) -> dict[str, Any]:
+    """A public key PEM as a JWK bound to its algorithm (kid: RFC 7638 thumbprint)."""
+    data = path.read_bytes()
+    native = load_pem_public_key(data)
+    key: OKPKey | ECKey
+    if isinstance(native, ed25519.Ed25519PublicKey):
+        key, alg = OKPKey.import_key(data), "EdDSA"
+    elif isinstance(native, ec.EllipticCurvePublicKey) and isinstance(native.curve, ec.SECP256R1):
+        key, alg = ECKey.import_key(data), "ES256"
+    else:
+        raise ConfigError(f"identity.public_key_paths: {path} is neither Ed25519 nor P-256")
+    return {**key.as_dict(private=False), "kid": key.thumbprint(), "alg": alg, "use": "sig"}
+
+
+def _load_jwks(cfg: IdentitySettings) -> dict[str, Any]:
+    if cfg.jwks_path is not None:
+        try:
+            jwks = json.loads(cfg.jwks_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ConfigError(f"identity.jwks_path: {cfg.jwks_path} is not JSON: {exc}") from None
+        if not isinstance(jwks, dict):
+            raise ConfigError(f"identity.jwks_path: {cfg.jwks_path} is not a JWK Set")
+        return jwks
+    return {"keys": [_pem_jwk(path) for path in cfg.public_key_paths]}
+
+
+def build_identity(cfg: IdentitySettings) -> IdentityBuild | None:
+    """The token identity stage for ``identity.mode: tokens`` (None when unverified).
+    Key files are read here: a bad key set is ``config.invalid`` at start-up."""
+    if cfg.mode != "tokens":
+        return None
+    if not cfg.issuer or not cfg.audience:  # the settings validate this already
+        raise ConfigError("identity.mode tokens needs identity.issuer and identity.audience")
+    jwks = _load_jwks(cfg)
+    try:
+        keys = VerificationKeys.from_jwks(jwks)
+    except ValueError as exc:
+        raise ConfigError(f"identity: {exc}") from None
+    if not keys:
+        raise ConfigError("identity: the key set holds no EdDSA or ES256 key")
+    verifier = TokenVerifier(
+        keys,
+        issuer=cfg.issuer,
+        audience=cfg.audience,
+        leeway=timedelta(seconds=cfg.leeway_seconds),
+    )
+    store: RevocationStore
+    if cfg.killswitch_redis_url:
+        from aegis.identity.killswitch_redis import RedisRevocationStore  # noqa: PLC0415
+
+        store = RedisRevocationStore(cfg.killswitch_redis_url, client_name="aegis-gateway")
+    else:
+        store = MemoryRevocationStore()
+    kill_switch = KillSwitch(store)
+    stage = TokenIdentity(
+        verifier, kill_switch=kill_switch, require_chain_match=cfg.require_chain_match
+    )
+    return IdentityBuild(stage, kill_switch, jwks)
+
+
+# -- end identity --------------------------------------------------------------------------
+
+
 def _proxy_config(options: dict[str, Any]) -> ProxyConfig:
     known = {f.name for f in fields(ProxyConfig)}
     unknown = sorted(set(options) - known)
@@ -337,6 +455,9 @@ def build_gateway(
     pipeline = Pipeline.with_defaults(
         store, evidence=evidence, timeout=settings.pipeline.timeout_seconds
     )
+    identity = build_identity(settings.identity)  # before the audit store is opened
+    if identity is not None:
+        pipeline.identity = identity.stage
     audit = (  # audit
         build_audit(settings.audit, metrics=metrics, log=log) if settings.audit.enabled else None
     )
@@ -349,5 +470,6 @@ def build_gateway(
         provider,
         dict(environ or {}),
         audit=audit,
+        identity=identity,
         base_dir=base_dir,
     )
