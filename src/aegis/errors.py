@@ -20,6 +20,7 @@ Codes are grouped by prefix:
 * ``pipeline.*``  -- the core could not decide (timeout, store down, a bug);
   the configured fail mode turns it into a response, and both are recorded.
 * ``request.*``   -- a door refused the request before a call existed.
+* ``control.*``   -- an operator's control-plane request was refused.
 * ``config.*``    -- the gateway's own configuration file is invalid.
 * ``test.*``      -- `aegis policy test` suite problems.
 """
@@ -134,6 +135,14 @@ class ErrorCode(StrEnum):
     REQUEST_DESTINATION_REFUSED = "request.destination_refused"
     REQUEST_UPSTREAM_FAILED = "request.upstream_failed"
     REQUEST_TOOL_DEFINITION_CHANGED = "request.tool_definition_changed"
+
+    # -- the control plane (operators: SOC analysts, policy owners, ...) -----------
+    CONTROL_UNAUTHENTICATED = "control.unauthenticated"
+    CONTROL_FORBIDDEN = "control.forbidden"
+    CONTROL_NOT_FOUND = "control.not_found"
+    CONTROL_CONFLICT = "control.conflict"
+    CONTROL_INVALID = "control.invalid"
+    CONTROL_CONFIRMATION_REQUIRED = "control.confirmation_required"
 
     # -- gateway configuration ----------------------------------------------------
     CONFIG_INVALID = "config.invalid"
