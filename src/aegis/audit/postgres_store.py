@@ -13,8 +13,6 @@ operation reconnects.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -26,6 +24,7 @@ from psycopg import sql
 from aegis.audit.record import GENESIS_HASH, AuditRecord
 from aegis.audit.sqlite_store import record_json, row_agent
 from aegis.audit.store import AuditStoreError
+from aegis.storage.postgres import LazyConnection
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 _PAGE = 1000
@@ -45,13 +44,11 @@ class PostgresAuditStore:
         self._schema = sql.Identifier(schema) if schema else None
         self._table = sql.Identifier(*parts, table)
         self._cps = sql.Identifier(*parts, f"{table}_checkpoints")
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._lock = asyncio.Lock()
+        self._pg = LazyConnection(dsn, self._create_schema)
+        self._lock = self._pg.lock
 
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is not None and not self._conn.closed:
-            return self._conn
-        conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=5)
+    async def _create_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Create this store's schema on a new connection (idempotent)."""
         await conn.execute("SET synchronous_commit = on")
         if self._schema is not None:
             await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._schema))
@@ -62,27 +59,19 @@ class PostgresAuditStore:
                 " record TEXT NOT NULL)"
             ).format(self._table)
         )
-        for cols in (("tenant", "time"), ("agent_id", "time"), ("time",)):
-            await conn.execute(
-                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-                    sql.Identifier(f"{self._name}_{'_'.join(cols)}_idx"),
-                    self._table,
-                    sql.SQL(", ").join(map(sql.Identifier, cols)),
-                )
-            )
+        # No secondary indexes (as in the SQLite store): every insert would pay
+        # for them, and export and verify read in seq order, the primary key.
         await conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (id BIGSERIAL PRIMARY KEY, checkpoint TEXT NOT NULL)"
             ).format(self._cps)
         )
-        self._conn = conn
-        return conn
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        return await self._pg.get()
 
     async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
+        await self._pg.drop()
 
     async def append(self, records: Sequence[AuditRecord]) -> None:
         rows = [

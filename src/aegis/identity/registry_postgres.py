@@ -9,8 +9,6 @@ race. Every statement names the tenant.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 import time
@@ -33,6 +31,7 @@ from aegis.identity.registry import (
     validate_record,
 )
 from aegis.identity.registry_sqlite import record_row, row_record
+from aegis.storage.postgres import LazyConnection
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 _COLUMNS = sql.SQL(
@@ -58,13 +57,11 @@ class PostgresAgentRegistry:
         self._clock = clock
         self._schema = sql.Identifier(schema) if schema else None
         self._table = sql.Identifier(*((schema,) if schema else ()), table)
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._lock = asyncio.Lock()
+        self._pg = LazyConnection(dsn, self._create_schema)
+        self._lock = self._pg.lock
 
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is not None and not self._conn.closed:
-            return self._conn
-        conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, connect_timeout=5)
+    async def _create_schema(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Create this store's schema on a new connection (idempotent)."""
         if self._schema is not None:
             await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(self._schema))
         await conn.execute(
@@ -76,14 +73,12 @@ class PostgresAgentRegistry:
                 " PRIMARY KEY (tenant, agent_id))"
             ).format(self._table)
         )
-        self._conn = conn
-        return conn
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        return await self._pg.get()
 
     async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                await conn.close()
+        await self._pg.drop()
 
     async def _query(self, query: sql.Composed, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         async with self._lock:
