@@ -141,6 +141,29 @@ class IdentitySettings(_Section):
 # -- end identity -------------------------------------------------------------------------
 
 
+# -- control (the control-plane HTTP API on the api listener: docs/gateway.md) ------------
+class ControlSettings(_Section):
+    """The operators' API under ``/v1/control``: agents, tokens, revocations."""
+
+    enabled: bool = False
+    operators_file: Path | None = None  # YAML/JSON list of {name, role, tenants, token_sha256}
+    registry_sqlite_path: Path = Path(".aegis/agents.db")  # relative to the config file
+    registry_postgres_dsn: str | None = None  # set: the registry lives in PostgreSQL
+    signing_key_paths: list[Path] = Field(default_factory=list)  # PEM private keys; first active
+    issuer: str | None = None  # None: identity.issuer
+    audience: str | None = None  # None: identity.audience
+    token_lifetime_seconds: int = Field(default=300, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _enabled_needs_operators(self) -> ControlSettings:
+        if self.enabled and self.operators_file is None:
+            raise ValueError("control.enabled needs control.operators_file")
+        return self
+
+
+# -- end control --------------------------------------------------------------------------
+
+
 class AegisSettings(_Section):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
@@ -153,6 +176,7 @@ class AegisSettings(_Section):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300)
     audit: AuditSettings = Field(default_factory=AuditSettings)  # audit log
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    control: ControlSettings = Field(default_factory=ControlSettings)
 
 
 class SettingsError(Exception):
@@ -203,10 +227,22 @@ def load_settings(path: Path | None) -> AegisSettings:
     }
     if ident.jwks_path is not None and not ident.jwks_path.is_absolute():
         ident_paths["jwks_path"] = base / ident.jwks_path
+    control = settings.control  # control: files resolve against the config file too
+    control_paths: dict[str, Any] = {
+        "registry_sqlite_path": _under(base, control.registry_sqlite_path),
+        "signing_key_paths": [_under(base, p) for p in control.signing_key_paths],
+    }
+    if control.operators_file is not None:
+        control_paths["operators_file"] = _under(base, control.operators_file)
     return settings.model_copy(
         update={
             "policy": PolicySettings(paths=paths),
             "audit": audit.model_copy(update=audit_paths),
             "identity": ident.model_copy(update=ident_paths),
+            "control": control.model_copy(update=control_paths),
         }
     )
+
+
+def _under(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else base / path

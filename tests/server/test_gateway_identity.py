@@ -17,7 +17,7 @@ from aegis.identity.stage import TokenIdentity
 from aegis.identity.tokens import TokenMinter
 from aegis.pipeline.stages import AllowAllIdentity
 from aegis.server import build_gateway
-from aegis.server.gateway import ConfigError
+from aegis.server.errors import ConfigError
 from aegis.settings import AegisSettings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

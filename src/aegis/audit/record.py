@@ -32,6 +32,8 @@ class RecordKind(StrEnum):
     REVOCATION = "revocation"
     POLICY_ACTIVATION = "policy_activation"
     INCIDENT = "incident"
+    AGENT = "agent"  # registry changes made through the control plane
+    TOKEN = "token"  # noqa: S105 - a record kind: tokens minted (jti and claims, never the token)
 
 
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")

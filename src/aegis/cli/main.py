@@ -6,6 +6,7 @@ import click
 
 from aegis import __version__
 from aegis.cli.audit import audit_group
+from aegis.cli.control import agents_group, kill_cmd, tokens_group
 from aegis.cli.policy import policy_group
 from aegis.cli.serve import serve_cmd
 
@@ -19,6 +20,9 @@ def cli() -> None:
 cli.add_command(audit_group)
 cli.add_command(policy_group)
 cli.add_command(serve_cmd)
+cli.add_command(agents_group)
+cli.add_command(tokens_group)
+cli.add_command(kill_cmd)
 
 
 def main() -> None:

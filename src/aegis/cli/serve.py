@@ -15,7 +15,7 @@ import click
 
 from aegis.errors import AegisError, PolicyLoadError
 from aegis.server import build_gateway
-from aegis.server.gateway import ConfigError
+from aegis.server.errors import ConfigError
 from aegis.settings import SettingsError, load_settings
 
 EXIT_CONFIG = 3

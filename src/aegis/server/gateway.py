@@ -16,17 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from joserfc.jwk import ECKey, OKPKey
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -34,9 +29,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from aegis import __version__
-from aegis.audit.log import AuditLog  # audit
-from aegis.audit.sink import AuditSink  # audit
-from aegis.audit.store import AuditStore, AuditStoreError  # audit
+from aegis.audit.sink import AuditSink
+from aegis.audit.store import AuditStoreError
 from aegis.doors.api import build_api_routes, refusal_counter
 from aegis.doors.envoy import MappingConfig, build_authz_http_handler, build_envoy_grpc_server
 from aegis.doors.mcp import build_mcp_proxy, load_config
@@ -44,14 +38,14 @@ from aegis.doors.proxy import ProxyConfig, build_forward_proxy
 from aegis.errors import ErrorCode
 from aegis.http.router import Route, Router
 from aegis.http.server import HttpLimits, HttpServer
-from aegis.http.types import Handler, HttpRequest, HttpResponse
-from aegis.identity.keys import VerificationKeys
-from aegis.identity.killswitch import KillSwitch, MemoryRevocationStore, RevocationStore
-from aegis.identity.stage import TokenIdentity
-from aegis.identity.verifier import TokenVerifier
+from aegis.identity.registry import AgentRegistry
 from aegis.pipeline import Pipeline, PolicyStore
 from aegis.policy import load_policy
-from aegis.settings import AegisSettings, AuditSettings, IdentitySettings
+from aegis.server.audit import AuditBuild, AuditStartError, build_audit
+from aegis.server.control import ControlBuild, audit_recorder, build_control, control_registry
+from aegis.server.errors import ConfigError
+from aegis.server.identity import GET_HEAD, JWKS_PATH, IdentityBuild, build_identity, jwks_handler
+from aegis.settings import AegisSettings
 from aegis.telemetry import GatewayMetrics, JsonLog, TelemetryEvidence
 
 _ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -59,12 +53,6 @@ _ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 
 class _Listener(Protocol):
     async def stop(self, grace: float) -> None: ...
-
-
-class ConfigError(Exception):
-    """A door's options in the settings file are not valid."""
-
-    code = ErrorCode.CONFIG_INVALID
 
 
 @dataclass(eq=False)
@@ -82,10 +70,13 @@ class Gateway:
     audit: AuditBuild | None = None
     #: identity: the token stage, kill switch and JWKS (None: identity.mode unverified).
     identity: IdentityBuild | None = None
+    #: control: the control-plane API's parts (None: control.enabled is false).
+    control: ControlBuild | None = None
     #: Where relative paths in door options resolve (the configuration file's folder).
     base_dir: Path | None = None
     #: True from the moment every listener is up until shutdown begins (/readyz).
     ready: bool = False
+    _audit_sink: AuditSink | None = None
     _stoppers: list[tuple[str, Any]] = field(default_factory=list)
     _closers: list[tuple[str, Any]] = field(default_factory=list)
 
@@ -95,6 +86,7 @@ class Gateway:
         try:
             await self._start_audit()  # audit: before any door can decide
             await self._start_identity()  # identity: revocations loaded before any call
+            await self._start_control()  # control: its own kill switch, the registry
             if s.api.enabled:
                 await self._start_api()
             if s.envoy.enabled:
@@ -153,6 +145,7 @@ class Gateway:
             raise AuditStartError(f"{ErrorCode.AUDIT_UNAVAILABLE}: {exc}") from exc
         sink = AuditSink(self.audit.log, self.store)
         self.pipeline.audit = sink
+        self._audit_sink = sink
         await sink.record_policy_activation(self.store.current)
 
         async def close_audit(_grace: float) -> None:
@@ -178,6 +171,38 @@ class Gateway:
 
         self._closers.append(("kill_switch", close_kill_switch))
 
+    async def _start_control(self) -> None:
+        control = self.control
+        if control is None:
+            return
+        own_switch = self.identity is None or self.identity.kill_switch is None
+        if own_switch:
+            await control.kill_switch.start()
+
+        async def close_control(_grace: float) -> None:
+            try:
+                if own_switch:
+                    await control.kill_switch.close()
+            finally:
+                await control.registry.close()
+
+        self._closers.append(("control", close_control))
+
+    def _control_routes(self) -> list[Route]:
+        control = self.control
+        if control is None:
+            return []
+        record = audit_recorder(self._audit_sink) if self._audit_sink is not None else None
+        routes: list[Route] = control.build_routes(
+            operators=control.operators,
+            registry=control.registry,
+            kill_switch=control.kill_switch,
+            minter=control.minter,
+            verifier=control.verifier,
+            record=record,
+        )
+        return routes
+
     async def _start_api(self) -> None:
         s = self.settings
         http_limits = HttpLimits(max_body_bytes=s.api.max_body_bytes)
@@ -195,7 +220,8 @@ class Gateway:
             )
             routes.append(Route(s.envoy.http_prefix, handler, _ALL_METHODS, prefix=True))
         if self.identity is not None:
-            routes.append(Route(JWKS_PATH, _jwks_handler(self.identity.jwks), _GET_HEAD))
+            routes.append(Route(JWKS_PATH, jwks_handler(self.identity.jwks), GET_HEAD))
+        routes.extend(self._control_routes())
         server = HttpServer(
             Router(routes, on_refusal=count_refusal),
             http_limits,
@@ -241,168 +267,6 @@ class Gateway:
         finally:
             self.log.info("gateway.stopping", grace_seconds=self.settings.shutdown_grace_seconds)
             await self.stop()
-
-
-# -- audit ---------------------------------------------------------------------------------
-class AuditStartError(ValueError):
-    """The audit log cannot run as configured: the gateway refuses to start."""
-
-
-@dataclass(eq=False)
-class AuditBuild:
-    log: AuditLog
-    store: AuditStore
-
-
-def _load_signing_key(cfg: AuditSettings, log: JsonLog) -> tuple[Any, str | None]:
-    """(key or None, why writes must fail closed or None). Raises AuditStartError when
-    the key cannot be loaded and the gateway must refuse to start."""
-    if cfg.signing_key_path is None:
-        return None, None
-    try:
-        from aegis.audit import checkpoint  # noqa: PLC0415 - the other half may not exist yet
-    except ImportError:
-        log.warning("audit.signing_unavailable", reason="aegis.audit.checkpoint is not installed")
-        return None, None
-    path = cfg.signing_key_path
-    try:
-        if not path.exists() and cfg.generate_key:
-            key = checkpoint.SigningKey.generate()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("xb") as fh:  # never overwrite a key
-                fh.write(key.to_pem())
-            path.chmod(0o600)
-            log.info("audit.key_generated", path=str(path), kid=key.kid)
-            return key, None
-        return checkpoint.SigningKey.from_pem(path.read_bytes()), None
-    except Exception as exc:  # any failure to load is one condition: no key
-        reason = f"{ErrorCode.AUDIT_KEY_UNAVAILABLE}: cannot load {path}: {exc}"
-        if cfg.on_key_error == "refuse_to_start":
-            raise AuditStartError(reason) from exc
-        log.error("audit.key_unavailable", error=reason, writes="fail closed")
-        return None, reason
-
-
-def build_audit(settings: AuditSettings, *, metrics: GatewayMetrics, log: JsonLog) -> AuditBuild:
-    key, unavailable = _load_signing_key(settings, log)
-    store: AuditStore
-    if settings.store == "postgres":
-        from aegis.audit.postgres_store import PostgresAuditStore  # noqa: PLC0415 - optional
-
-        if not settings.postgres_dsn:
-            raise AuditStartError("audit.postgres_dsn is required with audit.store: postgres")
-        store = PostgresAuditStore(settings.postgres_dsn, table=settings.postgres_table)
-    else:
-        from aegis.audit.sqlite_store import SqliteAuditStore  # noqa: PLC0415
-
-        try:
-            store = SqliteAuditStore(settings.sqlite_path)
-        except AuditStoreError as exc:
-            raise AuditStartError(f"{ErrorCode.AUDIT_UNAVAILABLE}: {exc}") from exc
-    audit_log = AuditLog(
-        store,
-        signing_key=key,
-        log_id=settings.log_id,
-        max_batch=settings.max_batch,
-        max_queue=settings.max_queue,
-        checkpoint_every_records=settings.checkpoint_every_records,
-        checkpoint_every_seconds=settings.checkpoint_every_seconds,
-        metrics=metrics,
-        log=log,
-        unavailable=unavailable,
-    )
-    return AuditBuild(audit_log, store)
-
-
-# -- end audit -----------------------------------------------------------------------------
-
-
-# -- identity ------------------------------------------------------------------------------
-JWKS_PATH = "/.well-known/jwks.json"
-_GET_HEAD = frozenset({"GET", "HEAD"})
-
-
-@dataclass(eq=False)
-class IdentityBuild:
-    stage: TokenIdentity
-    kill_switch: KillSwitch | None
-    #: The public keys tokens are verified with, served at JWKS_PATH.
-    jwks: dict[str, Any]
-
-
-def _jwks_handler(jwks: dict[str, Any]) -> Handler:
-    body = json.dumps(jwks, separators=(",", ":")).encode()
-    response = HttpResponse(
-        200, (("content-type", "application/jwk-set+json"), ("cache-control", "max-age=300")), body
-    )
-
-    async def handler(request: HttpRequest) -> HttpResponse:  # noqa: ARG001 - a Handler
-        return response
-
-    return handler
-
-
-def _pem_jwk(path: Path) -> dict[str, Any]:
-    """A public key PEM as a JWK bound to its algorithm (kid: RFC 7638 thumbprint)."""
-    data = path.read_bytes()
-    native = load_pem_public_key(data)
-    key: OKPKey | ECKey
-    if isinstance(native, ed25519.Ed25519PublicKey):
-        key, alg = OKPKey.import_key(data), "EdDSA"
-    elif isinstance(native, ec.EllipticCurvePublicKey) and isinstance(native.curve, ec.SECP256R1):
-        key, alg = ECKey.import_key(data), "ES256"
-    else:
-        raise ConfigError(f"identity.public_key_paths: {path} is neither Ed25519 nor P-256")
-    return {**key.as_dict(private=False), "kid": key.thumbprint(), "alg": alg, "use": "sig"}
-
-
-def _load_jwks(cfg: IdentitySettings) -> dict[str, Any]:
-    if cfg.jwks_path is not None:
-        try:
-            jwks = json.loads(cfg.jwks_path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise ConfigError(f"identity.jwks_path: {cfg.jwks_path} is not JSON: {exc}") from None
-        if not isinstance(jwks, dict):
-            raise ConfigError(f"identity.jwks_path: {cfg.jwks_path} is not a JWK Set")
-        return jwks
-    return {"keys": [_pem_jwk(path) for path in cfg.public_key_paths]}
-
-
-def build_identity(cfg: IdentitySettings) -> IdentityBuild | None:
-    """The token identity stage for ``identity.mode: tokens`` (None when unverified).
-    Key files are read here: a bad key set is ``config.invalid`` at start-up."""
-    if cfg.mode != "tokens":
-        return None
-    if not cfg.issuer or not cfg.audience:  # the settings validate this already
-        raise ConfigError("identity.mode tokens needs identity.issuer and identity.audience")
-    jwks = _load_jwks(cfg)
-    try:
-        keys = VerificationKeys.from_jwks(jwks)
-    except ValueError as exc:
-        raise ConfigError(f"identity: {exc}") from None
-    if not keys:
-        raise ConfigError("identity: the key set holds no EdDSA or ES256 key")
-    verifier = TokenVerifier(
-        keys,
-        issuer=cfg.issuer,
-        audience=cfg.audience,
-        leeway=timedelta(seconds=cfg.leeway_seconds),
-    )
-    store: RevocationStore
-    if cfg.killswitch_redis_url:
-        from aegis.identity.killswitch_redis import RedisRevocationStore  # noqa: PLC0415
-
-        store = RedisRevocationStore(cfg.killswitch_redis_url, client_name="aegis-gateway")
-    else:
-        store = MemoryRevocationStore()
-    kill_switch = KillSwitch(store)
-    stage = TokenIdentity(
-        verifier, kill_switch=kill_switch, require_chain_match=cfg.require_chain_match
-    )
-    return IdentityBuild(stage, kill_switch, jwks)
-
-
-# -- end identity --------------------------------------------------------------------------
 
 
 def _proxy_config(options: dict[str, Any]) -> ProxyConfig:
@@ -455,10 +319,17 @@ def build_gateway(
     pipeline = Pipeline.with_defaults(
         store, evidence=evidence, timeout=settings.pipeline.timeout_seconds
     )
-    identity = build_identity(settings.identity)  # before the audit store is opened
-    if identity is not None:
-        pipeline.identity = identity.stage
-    audit = (  # audit
+    registry = control_registry(settings.control) if settings.control.enabled else None
+    try:
+        identity = build_identity(settings.identity, registry=registry)  # before the audit store
+        if identity is not None:
+            pipeline.identity = identity.stage
+        control = build_control(settings, registry, identity) if registry is not None else None
+    except BaseException:
+        if registry is not None:
+            _close_now(registry)
+        raise
+    audit = (
         build_audit(settings.audit, metrics=metrics, log=log) if settings.audit.enabled else None
     )
     return Gateway(
@@ -471,5 +342,15 @@ def build_gateway(
         dict(environ or {}),
         audit=audit,
         identity=identity,
+        control=control,
         base_dir=base_dir,
     )
+
+
+def _close_now(registry: AgentRegistry) -> None:
+    """Close a registry when building fails (outside a running event loop only)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        with contextlib.suppress(Exception):
+            asyncio.run(registry.close())
