@@ -1,7 +1,7 @@
 """The folder tree is the architecture (DESIGN.md §2); these rules keep it so.
 
 * the core and the services (core, policy, net, dlp, pipeline, telemetry, http,
-  settings, errors) never import a door, the server, the CLI or the SDK, nor the
+  audit, identity, storage, control, settings, errors) never import a door, the server, the CLI or the SDK, nor the
   OpenTelemetry SDK (the API is fine);
 * doors never import each other;
 * only the CLI reads the environment; everything else gets settings passed in.
@@ -25,6 +25,10 @@ INNER = (
     "pipeline",
     "telemetry",
     "http",
+    "audit",
+    "identity",
+    "storage",
+    "control",
     "settings.py",
     "errors.py",
 )
