@@ -357,6 +357,44 @@ def mint_cmd(
             err.print(f"  {escape(str(key))}: {escape(json.dumps(value, default=str))}")
 
 
+@tokens_group.command("exchange")
+@click.option(
+    "--parent-token",
+    "parent_token",
+    required=True,
+    help="The parent agent's token (the operator's goes in --token).",
+)
+@click.option("--child", "child_agent_id", required=True, help="The agent to delegate to.")
+@click.option("--scope", "scopes", multiple=True, help="A scope, only narrowing (repeatable).")
+@_tenant
+@_connection
+@click.pass_context
+def exchange_cmd(
+    ctx: click.Context,
+    *,
+    parent_token: str,
+    child_agent_id: str,
+    scopes: tuple[str, ...],
+    tenant: str,
+) -> None:
+    """Delegate: a parent agent's token -> a token for a child it may spawn.
+
+    The child's token alone goes to stdout; its claims to stderr."""
+    body = {"token": parent_token, "child_agent_id": child_agent_id, "scopes": list(scopes)}
+    data = _call(ctx, "POST", f"/tenants/{_seg(tenant)}/tokens/exchange", body)
+    if _as_json(ctx):
+        _emit_json(data)
+        return
+    if not isinstance(data, dict) or not isinstance(data.get("token"), str):
+        _fail("unusable answer from the server: no token")
+    click.echo(data["token"])
+    claims = data.get("claims")
+    if isinstance(claims, dict):
+        err = _console(err=True)
+        for key, value in claims.items():
+            err.print(f"  {escape(str(key))}: {escape(json.dumps(value, default=str))}")
+
+
 @tokens_group.command("revoke")
 @click.argument("jti")
 @click.option("--reason", help="Why (recorded).")

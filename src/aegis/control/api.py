@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from aegis.control.openapi import control_openapi_document
 from aegis.control.operators import Operator, OperatorStore
 from aegis.control.roles import Permission, allows
+from aegis.core.call import ToolCall
 from aegis.errors import ErrorCode
 from aegis.http.router import Route
 from aegis.http.server import error_response
@@ -41,7 +42,7 @@ from aegis.identity.registry import (
     AgentStatus,
     InvalidAgentError,
 )
-from aegis.identity.token_errors import TokenError
+from aegis.identity.token_errors import TokenError, TokenErrorReason
 from aegis.identity.tokens import MAX_LIFETIME, TokenMinter
 from aegis.identity.verifier import TokenVerifier
 
@@ -91,7 +92,9 @@ class _Ctx:
 _Endpoint = Callable[[_Ctx], Awaitable[HttpResponse]]
 
 
-def _body(request: HttpRequest) -> dict[str, Any]:
+def _body(request: HttpRequest, tenant: str = "") -> dict[str, Any]:
+    """The JSON object body. A ``tenant`` field in it must repeat the path's tenant:
+    the path alone names the tenant, and a body naming another is refused (400)."""
     if not request.body:
         return {}
     try:
@@ -100,6 +103,8 @@ def _body(request: HttpRequest) -> dict[str, Any]:
         raise _invalid("the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise _invalid("the body must be a JSON object")
+    if "tenant" in data and data["tenant"] != (tenant or None):
+        raise _invalid("the body's 'tenant' does not match the tenant in the path")
     return data
 
 
@@ -170,6 +175,7 @@ class _ControlApi:
             (("tenants", t, "revocations"), {"GET": self.list_revocations, "POST": self.revoke}),
             (("tenants", t, "actions"), {"GET": self.list_actions}),
             (("tenants", t, "tokens", "inspect"), {"POST": self.inspect}),
+            (("tenants", t, "tokens", "exchange"), {"POST": self.exchange}),
         ]
 
     # -- dispatch --------------------------------------------------------------------
@@ -275,7 +281,7 @@ class _ControlApi:
 
     async def register(self, ctx: _Ctx) -> HttpResponse:
         self._require(ctx, Permission.REGISTER)
-        body = _body(ctx.request)
+        body = _body(ctx.request, ctx.tenant)
         record = AgentRecord(
             tenant=ctx.tenant,
             agent_id=_str(body, "agent_id"),
@@ -295,7 +301,7 @@ class _ControlApi:
 
     async def set_may_spawn(self, ctx: _Ctx) -> HttpResponse:
         self._require(ctx, Permission.REGISTER)
-        body = _body(ctx.request)
+        body = _body(ctx.request, ctx.tenant)
         if "may_spawn" not in body:
             raise _invalid("'may_spawn' is required")
         may_spawn = _strs(body, "may_spawn")
@@ -311,7 +317,7 @@ class _ControlApi:
 
     async def suspend(self, ctx: _Ctx) -> HttpResponse:
         self._require(ctx, Permission.SUSPEND)
-        body = _body(ctx.request)
+        body = _body(ctx.request, ctx.tenant)
         reason = _str(body, "reason")
         cascade = _bool(body, "cascade", True)
         await self._agent(ctx)
@@ -331,7 +337,7 @@ class _ControlApi:
 
     async def resume(self, ctx: _Ctx) -> HttpResponse:
         self._require(ctx, Permission.SUSPEND)
-        reason = _str(_body(ctx.request), "reason")
+        reason = _str(_body(ctx.request, ctx.tenant), "reason")
         await self._agent(ctx)
         held = [
             r
@@ -364,7 +370,7 @@ class _ControlApi:
             raise _fail(
                 404, ErrorCode.CONTROL_NOT_FOUND, "token minting is not configured on this gateway"
             )
-        body = _body(ctx.request)
+        body = _body(ctx.request, ctx.tenant)
         scopes = _strs(body, "scopes")
         session_id = _opt_str(body, "session_id")
         parent_chain = _strs(body, "parent_chain")
@@ -417,9 +423,76 @@ class _ControlApi:
         )
         return json_response(201, {"token": token, "claims": claims.to_payload()})
 
+    async def exchange(self, ctx: _Ctx) -> HttpResponse:
+        """Delegation (RFC 8693-style): the parent agent's token -> a child's token."""
+        self._require(ctx, Permission.MINT)
+        if self.minter is None or self.verifier is None:
+            raise _fail(404, ErrorCode.CONTROL_NOT_FOUND, "token delegation is not configured here")
+        body = _body(ctx.request, ctx.tenant)
+        token = _str(body, "token")
+        child_id = _str(body, "child_agent_id")
+        scopes = _strs(body, "scopes")
+        try:
+            parent = self.verifier.verify(token)
+        except TokenError as exc:
+            raise _fail(
+                400, ErrorCode.CONTROL_INVALID, f"the parent token is not valid: {exc.reason}"
+            ) from None
+        if parent.tenant != ctx.tenant:
+            raise _forbidden("forbidden: the parent token belongs to another tenant")
+        parent_record = await self.registry.get(ctx.tenant, parent.sub)
+        child = await self.registry.get(ctx.tenant, child_id)
+        if parent_record is None or child is None:
+            raise _fail(404, ErrorCode.CONTROL_NOT_FOUND, "no such agent in this tenant")
+        for record in (parent_record, child):
+            if record.status is not AgentStatus.ACTIVE:
+                raise _fail(
+                    409, ErrorCode.CONTROL_CONFLICT, f"agent {record.agent_id!r} is {record.status}"
+                )
+        as_call = ToolCall(
+            tenant=parent.tenant,
+            agent_id=parent.sub,
+            tool="aegis.control.exchange",
+            parent_chain=parent.parent_chain,
+            session_id=parent.sid or "",
+        )
+        if self.kill_switch.match(as_call, jti=parent.jti) is not None:
+            raise _fail(409, ErrorCode.CONTROL_CONFLICT, "the parent token is revoked")
+        outside = [s for s in scopes if s not in child.scopes]
+        if outside:
+            raise _invalid(f"scopes not registered for the child: {outside}")
+        try:
+            child_token, claims = self.minter.exchange(
+                parent,
+                child_id,
+                scopes,
+                may_spawn=lambda _t, _p, c: c in parent_record.may_spawn,
+            )
+        except TokenError as exc:
+            status = 403 if exc.reason is TokenErrorReason.SPAWN_REFUSED else 400
+            code = ErrorCode.CONTROL_FORBIDDEN if status == 403 else ErrorCode.CONTROL_INVALID
+            raise _fail(status, code, f"{exc.reason}: {exc}") from None
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+        await self._record(
+            "token",
+            ctx,
+            {
+                "action": "exchange",
+                "agent_id": claims.sub,
+                "jti": claims.jti,
+                "parent_jti": parent.jti,
+                "scopes": list(claims.scopes),
+                "sid": claims.sid,
+                "parent_chain": list(claims.parent_chain),
+                "exp": claims.exp,
+            },
+        )
+        return json_response(201, {"token": child_token, "claims": claims.to_payload()})
+
     async def revoke(self, ctx: _Ctx) -> HttpResponse:
         self._require(ctx, Permission.REVOKE_SCOPED)
-        body = _body(ctx.request)
+        body = _body(ctx.request, ctx.tenant)
         try:
             kind = RevocationKind(str(body.get("kind")))
         except ValueError:
@@ -465,7 +538,7 @@ class _ControlApi:
         if not ctx.operator.is_global or not allows(ctx.operator.role, Permission.REVOKE_GLOBAL):
             raise _forbidden("forbidden: a global revocation needs a soc_analyst or "
                              "platform_engineer holding every tenant ('*')")  # fmt: skip
-        body = _body(ctx.request)
+        body = _body(ctx.request, ctx.tenant)
         if body.get("kind", "global") != "global":
             raise _invalid("'kind' must be 'global' here")
         reason = body.get("reason")
@@ -504,7 +577,7 @@ class _ControlApi:
             raise _fail(
                 404, ErrorCode.CONTROL_NOT_FOUND, "token verification is not configured here"
             )
-        token = _str(_body(ctx.request), "token")
+        token = _str(_body(ctx.request, ctx.tenant), "token")
         try:
             claims = self.verifier.verify(token)
         except TokenError as exc:

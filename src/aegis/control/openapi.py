@@ -8,7 +8,7 @@ __all__ = ["control_openapi_document"]
 
 _JSON = "application/json"
 _ERROR_CODES = {
-    "400": "control.invalid: a malformed body or value",
+    "400": "control.invalid: a malformed body or value, or a body 'tenant' unlike the path's",
     "401": "control.unauthenticated: no valid operator bearer token",
     "403": "control.forbidden: the tenant is not held, or the role may not do this",
     "404": "control.not_found: no such agent (in a held tenant), or feature not configured",
@@ -166,6 +166,14 @@ _SCHEMAS: dict[str, Any] = {
         {"token": {"type": "string"}, "claims": {"type": "object"}}, ("token", "claims")
     ),
     "InspectRequest": _obj({"token": {"type": "string"}}, ("token",)),
+    "ExchangeRequest": _obj(
+        {
+            "token": {"type": "string", "description": "the parent agent's token"},
+            "child_agent_id": {"type": "string"},
+            "scopes": _STRS,
+        },
+        ("token", "child_agent_id"),
+    ),
     "Inspection": _obj(
         {"valid": {"type": "boolean"}, "claims": {"type": "object"}, "reason": {"type": "string"}},
         ("valid",),
@@ -274,6 +282,18 @@ def control_openapi_document() -> dict[str, Any]:
                 "Inspection",
                 body="InspectRequest",
                 errors=e4,
+            ),
+        },
+        t + "/tokens/exchange": {
+            "parameters": [_TENANT],
+            "post": _op(
+                "Delegate: the parent agent's token -> a token for a child it may spawn, "
+                "scopes only narrowed, chain one longer (404 when no minter is configured)",
+                "platform_engineer",
+                "201",
+                "Minted",
+                body="ExchangeRequest",
+                errors=(*e4, "409"),
             ),
         },
     }
