@@ -85,6 +85,7 @@ class TokenVerifier:
         cache_size: int = 100_000,
         max_depth: int = DEFAULT_MAX_DEPTH,
         max_length: int = MAX_TOKEN_LENGTH,
+        max_lifetime: timedelta = timedelta(hours=24),
     ) -> None:
         algs = frozenset(algorithms)
         if not algs or not algs <= set(SIGNING_ALGORITHMS):
@@ -102,6 +103,7 @@ class TokenVerifier:
         self._clock = clock
         self._max_depth = max_depth
         self._max_length = max_length
+        self._max_lifetime = max_lifetime.total_seconds()
         self._cache: VerifiedCache[AgentClaims] = VerifiedCache(cache_size)
         self.stats = VerifierStats(cache=self._cache.stats)
 
@@ -179,3 +181,16 @@ class TokenVerifier:
             )
         if claims.exp <= claims.nbf:
             raise TokenError.invalid(TokenErrorReason.INVALID_CLAIMS, "'exp' is not after 'nbf'")
+        if claims.exp - claims.iat > self._max_lifetime:
+            # Agent tokens are short-lived by design: a signed token that claims to
+            # live for years is a minting bug or a stolen key, never accepted.
+            raise TokenError.invalid(
+                TokenErrorReason.INVALID_CLAIMS, "token lifetime exceeds the allowed maximum"
+            )
+        hops = (*claims.parent_chain, claims.sub)
+        if len(set(hops)) != len(hops):
+            # A delegation chain that names an agent twice is a loop (RFC 8693 act
+            # claims nest; nothing legitimate repeats an actor).
+            raise TokenError.invalid(
+                TokenErrorReason.INVALID_CLAIMS, "delegation chain names an agent twice"
+            )

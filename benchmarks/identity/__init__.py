@@ -1,0 +1,1 @@
+"""Identity benchmark: decision API throughput with and without agent tokens."""
