@@ -7,23 +7,33 @@ import asyncio
 import base64
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
+import httpx2
 from click.testing import CliRunner
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from aegis.cli.main import cli
 from aegis.control import hash_secret
 from aegis.identity.keys import SigningKeys
 from aegis.server import build_gateway
 from aegis.settings import AegisSettings
+from mcp import Client
 
 ISS, AUD = "https://aegis.example/identity", "aegis-gateway"
 PLATFORM, SOC = "platform-secret", "soc-secret"
 AGENTS = ("planner", "finance", "research", "payments")
+#: The MCP door's upstream: a stdio MCP server whose tool ``read`` the proxy shows as
+#: ``crm.read`` (upstream ``crm``, default prefix ``crm.``).
+MCP_SERVER = Path(__file__).with_name("walkthrough_mcp_server.py")
 POLICY = {
     "apiVersion": "aegis.dev/v1",
     "kind": "Policy",
@@ -66,6 +76,19 @@ def _settings(tmp: Path) -> AegisSettings:
             "api": {"port": 0},
             "envoy": {"enabled": True, "port": 0},
             "proxy": {"enabled": True, "port": 0},
+            "mcp": {
+                "enabled": True,
+                "port": 0,
+                "options": {
+                    "upstreams": [
+                        {
+                            "name": "crm",
+                            "stdio": {"command": sys.executable, "args": [str(MCP_SERVER)]},
+                        }
+                    ],
+                    "http": {"json_response": True},
+                },
+            },
             "shutdown_grace_seconds": 1,
             "identity": {
                 "mode": "tokens",
@@ -139,6 +162,70 @@ class Walk:
             response = await stub.Check(check, timeout=5)
         return int(response.status.code), str(response)
 
+    async def via_ext_proc(self, agent: str, token: str) -> tuple[int, str]:
+        """Envoy's side of one ext_proc stream: the request's headers, then its (empty)
+        body. (status, the x-aegis-code header): 200 for a CONTINUE, else the
+        ImmediateResponse's status."""
+        head = ep.ProcessingRequest()
+        headers = {
+            ":method": "GET",
+            ":path": "/v1/items",
+            ":authority": "api.example.com",
+            ":scheme": "https",
+            "authorization": f"Bearer {token}",
+            "x-aegis-tenant": "acme",
+            "x-aegis-agent-id": agent,
+        }
+        for key, value in headers.items():
+            head.request_headers.headers.headers.add(key=key, raw_value=value.encode())
+        head.request_headers.end_of_stream = False
+        body = ep.ProcessingRequest()
+        body.request_body.body, body.request_body.end_of_stream = b"", True
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.ports['envoy']}") as channel:
+            call = external_processor_pb2_grpc.ExternalProcessorStub(channel).Process(timeout=5)
+            last = None
+            for message in (head, body):
+                await call.write(message)
+                last = await call.read()
+                assert last is not grpc.aio.EOF, (agent, await call.details())
+                if last.HasField("immediate_response"):
+                    break
+            await call.done_writing()
+            assert await call.code() == grpc.StatusCode.OK, (agent, await call.details())
+        assert last is not None
+        if last.HasField("immediate_response"):
+            reply = last.immediate_response
+            set_headers = reply.headers.set_headers
+        else:
+            assert last.HasField("request_body"), (agent, last)  # CONTINUE on the body
+            reply = None
+            set_headers = last.request_body.response.header_mutation.set_headers
+        codes = [bytes(h.header.raw_value).decode() or h.header.value
+                 for h in set_headers if h.header.key == "x-aegis-code"]  # fmt: skip
+        status = 200 if reply is None else int(reply.status.code)
+        return status, codes[0] if codes else str(last)
+
+    async def via_mcp(self, agent: str, token: str) -> tuple[bool, str]:
+        """tools/call crm.read through the MCP proxy's Streamable HTTP endpoint:
+        (allowed, the Aegis code of the JSON-RPC error, or the tool's text)."""
+        headers = {
+            "authorization": f"Bearer {token}",
+            "x-aegis-tenant": "acme",
+            "x-aegis-agent-id": agent,
+        }
+        url = f"http://127.0.0.1:{self.ports['mcp']}/mcp"
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(10.0)) as http,
+            Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
+        ):
+            try:
+                result = await client.call_tool("crm.read", {"account": "a-1"})
+            except MCPError as exc:
+                data = exc.data if isinstance(exc.data, dict) else {}
+                return False, str(data.get("error", {}).get("code", exc))
+        assert not result.is_error, (agent, result)
+        return True, json.dumps(result.structured_content)
+
     async def via_proxy(self, agent: str, token: str) -> bytes:
         creds = base64.b64encode(f"acme/{agent}:{token}".encode()).decode()
         reader, writer = await asyncio.open_connection("127.0.0.1", self.ports["proxy"])
@@ -158,6 +245,10 @@ class Walk:
         assert status == 200, (agent, status, code)
         rpc, text = await self.via_envoy_grpc(agent, token)
         assert rpc == 0, (agent, text)
+        status, code = await self.via_ext_proc(agent, token)
+        assert (status, code) == (200, "decision.allowed"), (agent, status, code)
+        allowed, text = await self.via_mcp(agent, token)
+        assert allowed and "record of a-1" in text, (agent, text)
         answer = await self.via_proxy(agent, token)  # denied by policy, not for identity
         assert answer.startswith(b"HTTP/1.1 403"), answer[:300]
         assert b"decision.default_deny" in answer, answer[:600]
@@ -169,6 +260,10 @@ class Walk:
         assert status == 403 and "decision.revoked" in code, (agent, status, code)
         rpc, text = await self.via_envoy_grpc(agent, token)
         assert rpc != 0 and "decision.revoked" in text, (agent, text)
+        status, code = await self.via_ext_proc(agent, token)
+        assert (status, code) == (403, "decision.revoked"), (agent, status, code)
+        allowed, code = await self.via_mcp(agent, token)
+        assert (allowed, code) == (False, "decision.revoked"), (agent, code)
         answer = await self.via_proxy(agent, token)
         assert answer.startswith(b"HTTP/1.1 403") and b"decision.revoked" in answer, answer[:600]
 
