@@ -104,11 +104,13 @@ class ErrorCode(StrEnum):
     DECISION_FAIL_OPEN = "decision.fail_open"
     DECISION_LIMIT_EXCEEDED = "decision.limit_exceeded"
     DECISION_REVOKED = "decision.revoked"
+    DECISION_SUSPENDED = "decision.suspended"
     DECISION_CHAIN_MISMATCH = "decision.chain_mismatch"
 
     # -- identity (filled by the identity capability) -------------------------
     IDENTITY_MISSING = "identity.missing"
     IDENTITY_INVALID = "identity.invalid"
+    IDENTITY_EXPIRED = "identity.expired"
     IDENTITY_MISMATCH = "identity.mismatch"
 
     # -- the pipeline could not decide (a fail mode turns these into a response) -

@@ -66,6 +66,7 @@ def test_every_call_and_decision_code_has_a_case() -> None:
         ErrorCode.DECISION_FAIL_OPEN,
         ErrorCode.DECISION_LIMIT_EXCEEDED,
         ErrorCode.DECISION_REVOKED,
+        ErrorCode.DECISION_SUSPENDED,
         ErrorCode.DECISION_CHAIN_MISMATCH,
     }
     wanted = {

@@ -52,7 +52,10 @@ def call(agent: str = "bot", tenant: str = "acme", **kw: Any) -> ToolCall:
 
 async def refused(ks: KillSwitch, c: ToolCall, jti: str | None = None) -> bool:
     refusal = await ks.check(c, jti=jti)
-    assert refusal is None or refusal.code is ErrorCode.DECISION_REVOKED
+    assert refusal is None or refusal.code in (
+        ErrorCode.DECISION_REVOKED,
+        ErrorCode.DECISION_SUSPENDED,
+    )
     return refusal is not None
 
 
@@ -331,5 +334,23 @@ def test_max_staleness_turns_a_lost_store_into_store_unavailable() -> None:
             await ks.check(call())
         relaxed = await KillSwitch(store).start()  # default: keep the last snapshot
         assert await relaxed.check(call()) is None
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("mode", ["revoke", "suspend"])
+def test_revoked_and_suspended_have_distinct_codes(mode: str) -> None:
+    async def scenario() -> None:
+        ks = KillSwitch(MemoryRevocationStore())
+        await ks.start()
+        act = ks.revoke if mode == "revoke" else ks.suspend
+        await act(
+            RevocationKind.AGENT, tenant="acme", target="bot", reason="INC-7", actor="soc:alice"
+        )
+        refusal = await ks.check(call())
+        assert refusal is not None
+        want = ErrorCode.DECISION_REVOKED if mode == "revoke" else ErrorCode.DECISION_SUSPENDED
+        assert refusal.code is want
+        await ks.close()
 
     asyncio.run(scenario())

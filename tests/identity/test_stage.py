@@ -100,11 +100,11 @@ def test_garbage_is_identity_invalid_with_the_reason(world: World) -> None:
     assert "not-a-jwt" not in result.reason  # the credential is never echoed
 
 
-def test_an_expired_token_is_invalid(world: World) -> None:
+def test_an_expired_token_has_its_own_code(world: World) -> None:
     token = world.mint()
     world.clock.now = T0 + timedelta(hours=1)
     result = world.auth(call(), token)
-    assert code_of(result) is ErrorCode.IDENTITY_INVALID
+    assert code_of(result) is ErrorCode.IDENTITY_EXPIRED
     assert isinstance(result, Refusal)
     assert "expired" in result.reason
 

@@ -613,7 +613,11 @@ def _agent_bucket(snap: _Snapshot, tenant: str, agent: str) -> dict[str, Revocat
 
 
 def _refuse(rev: Revocation, prefix: str) -> Refusal:
-    return Refusal(ErrorCode.DECISION_REVOKED, f"{prefix}{rev.describe()}")
+    # Distinct codes: a suspension is temporary (resume lifts it), a revocation final.
+    code = (
+        ErrorCode.DECISION_SUSPENDED if rev.mode is Mode.SUSPENDED else ErrorCode.DECISION_REVOKED
+    )
+    return Refusal(code, f"{prefix}{rev.describe()}")
 
 
 def _new_id() -> str:

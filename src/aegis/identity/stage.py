@@ -34,7 +34,7 @@ import dataclasses
 from aegis.core.call import ToolCall
 from aegis.errors import ErrorCode
 from aegis.identity.killswitch import KillSwitch
-from aegis.identity.token_errors import TokenError
+from aegis.identity.token_errors import TokenError, TokenErrorReason
 from aegis.identity.verifier import TokenVerifier
 from aegis.pipeline.stages import Refusal, RequestContext
 
@@ -64,9 +64,13 @@ class TokenIdentity:
         try:
             claims = self.verifier.verify(token)
         except TokenError as exc:
-            return Refusal(
-                ErrorCode.IDENTITY_INVALID, f"token refused ({exc.reason}): {exc.message}"
+            # Expired gets its own code: the agent needs a fresh token, not help.
+            code = (
+                ErrorCode.IDENTITY_EXPIRED
+                if exc.reason is TokenErrorReason.EXPIRED
+                else ErrorCode.IDENTITY_INVALID
             )
+            return Refusal(code, f"token refused ({exc.reason}): {exc.message}")
         if call.tenant != claims.tenant:
             return Refusal(
                 ErrorCode.IDENTITY_MISMATCH,
