@@ -6,6 +6,7 @@ import click
 
 from aegis import __version__
 from aegis.cli.audit import audit_group
+from aegis.cli.bundle import bundle_group
 from aegis.cli.control import agents_group, kill_cmd, tokens_group
 from aegis.cli.policy import policy_group
 from aegis.cli.serve import serve_cmd
@@ -23,6 +24,7 @@ cli.add_command(serve_cmd)
 cli.add_command(agents_group)
 cli.add_command(tokens_group)
 cli.add_command(kill_cmd)
+cli.add_command(bundle_group)
 
 
 def main() -> None:

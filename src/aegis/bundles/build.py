@@ -1,0 +1,118 @@
+"""``aegis bundle build``: policy files -> a deterministic OPA-layout bundle archive."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aegis.bundles.archive import write_archive
+from aegis.bundles.errors import BundleError, BundleErrorCode
+from aegis.bundles.layout import DATA_FILE, REGO_FILE, Manifest, is_bundle_policy_file
+from aegis.bundles.signing import MANIFEST_FILE
+from aegis.errors import PolicyLoadError
+from aegis.policy.compiled import CompiledPolicy
+from aegis.policy.compiler import load_policy, named_policy_files
+
+_GIT_TIMEOUT = 5.0
+
+
+def _git(args: Sequence[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            ["git", *args],  # noqa: S607
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    out = done.stdout.strip()
+    return out if done.returncode == 0 and out else None
+
+
+def git_commit(where: Path) -> tuple[str | None, str | None]:
+    """(commit, author) of HEAD when ``where`` is inside a git work tree, else Nones."""
+    cwd = where if where.is_dir() else where.parent
+    commit = _git(["rev-parse", "HEAD"], cwd)
+    author = _git(["log", "-1", "--format=%an <%ae>"], cwd) if commit else None
+    return commit, author
+
+
+def _rego(compiled: CompiledPolicy) -> tuple[bytes | None, dict[str, Any]]:
+    """policy.rego from aegis.policy.rego when that module exists; else a note why not."""
+    try:
+        module = importlib.import_module("aegis.policy.rego")
+    except ImportError:
+        return None, {"included": False, "reason": "aegis.policy.rego is not available"}
+    try:
+        export = module.export_rego(compiled)
+        text = str(export.text)
+        unsupported = [str(u) for u in getattr(export, "unsupported", ())]
+    except Exception as exc:
+        return None, {"included": False, "reason": f"Rego export failed: {exc}"}
+    return text.encode("utf-8"), {"included": True, "unsupported": unsupported}
+
+
+def build_bundle(
+    paths: Sequence[Path],
+    *,
+    revision: str | None = None,
+    roots: Sequence[str] | None = None,
+    data: Mapping[str, Any] | None = None,
+    author: str | None = None,
+    built_at: datetime | None = None,
+    source_commit: str | None = None,
+    use_git: bool = True,
+) -> bytes:
+    """Compile ``paths`` (refusing an invalid set) and pack them as a bundle archive.
+
+    The same inputs (including ``built_at``) give the same bytes. ``revision``
+    defaults to the git commit, else the first 12 hex digits of the bundle id.
+    """
+    try:
+        compiled = load_policy(list(paths))
+    except PolicyLoadError as exc:
+        raise BundleError(
+            BundleErrorCode.POLICY_INVALID, f"policy does not compile: {exc}", exc.diagnostics
+        ) from None
+    files: dict[str, bytes] = {}
+    for path, name in named_policy_files(paths):
+        if not is_bundle_policy_file(name):
+            raise BundleError(
+                BundleErrorCode.UNSAFE_PATH, f"policy file name {name!r} is reserved in a bundle"
+            )
+        files[name] = path.read_bytes()
+    if use_git and paths and (source_commit is None or author is None):
+        commit, git_author = git_commit(paths[0])
+        source_commit = source_commit or commit
+        author = author or git_author
+    rego, rego_note = _rego(compiled)
+    if rego is not None:
+        files[REGO_FILE] = rego
+    when = (built_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    bundle_id = compiled.bundle_hash
+    manifest = Manifest(
+        revision=revision or source_commit or bundle_id[7:19],
+        roots=tuple(roots) if roots else ("",),
+        metadata={
+            "aegis": {
+                "bundle_id": bundle_id,
+                "policy_version": compiled.version,
+                "author": author,
+                "built_at": when.isoformat().replace("+00:00", "Z"),
+                "source_commit": source_commit,
+                "rego": rego_note,
+            }
+        },
+    )
+    Manifest.parse(manifest.to_bytes())  # refuse overlapping roots at build time too
+    files[MANIFEST_FILE] = manifest.to_bytes()
+    files[DATA_FILE] = json.dumps(dict(data or {}), indent=2, sort_keys=True).encode() + b"\n"
+    return write_archive(files)

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from aegis.bundles.signing import PublicKey
+from aegis.cli.main import cli
+from aegis.identity.keys import SigningKey
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_build_sign_verify_examples(tmp_path: Path) -> None:
+    runner = CliRunner()
+    key = SigningKey.generate("ES256")
+    (tmp_path / "k.pem").write_bytes(key.to_pem())
+    (tmp_path / "pub.pem").write_bytes(PublicKey.of(key).to_pem())
+    (tmp_path / "other.pem").write_bytes(PublicKey.of(SigningKey.generate()).to_pem())
+    out = tmp_path / "b.tar.gz"
+    env = {"SOURCE_DATE_EPOCH": "0"}
+    args = ["bundle", "build", str(EXAMPLES / "egress"), "-o", str(out), "--root", "egress"]
+    assert runner.invoke(cli, args, env=env).exit_code == 0
+    first = out.read_bytes()
+    assert runner.invoke(cli, args, env=env).exit_code == 0
+    assert out.read_bytes() == first
+    pub = ["--public-key", str(tmp_path / "pub.pem")]
+    result = runner.invoke(cli, ["bundle", "verify", str(out), *pub, "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)["code"] == "bundle.unsigned"
+    sign = ["bundle", "sign", str(out), "--key", str(tmp_path / "k.pem"), "--scope", "write"]
+    assert runner.invoke(cli, sign).exit_code == 0
+    result = runner.invoke(cli, ["bundle", "verify", str(out), *pub, "--json", "--scope", "write"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] and report["kid"] == key.kid and report["roots"] == ["egress"]
+    result = runner.invoke(cli, ["bundle", "verify", str(out), *pub, "--scope", "read", "--json"])
+    assert (result.exit_code, json.loads(result.output)["code"]) == (1, "bundle.wrong_scope")
+    other = ["--public-key", str(tmp_path / "other.pem")]
+    result = runner.invoke(cli, ["bundle", "verify", str(out), *other, "--json"])
+    assert (result.exit_code, json.loads(result.output)["code"]) == (1, "bundle.unknown_key")
+
+
+def test_input_errors_exit_3(tmp_path: Path) -> None:
+    runner = CliRunner()
+    (tmp_path / "bad.pem").write_text("nope")
+    missing = str(tmp_path / "missing.tar.gz")
+    result = runner.invoke(
+        cli, ["bundle", "verify", missing, "--public-key", str(tmp_path / "bad.pem")]
+    )
+    assert result.exit_code == 3
+    result = runner.invoke(cli, ["bundle", "sign", missing, "--key", str(tmp_path / "bad.pem")])
+    assert result.exit_code == 3
+    (tmp_path / "p.yaml").write_text("version: 1\nrules: [{}]\n")
+    result = runner.invoke(
+        cli, ["bundle", "build", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "o.tar.gz")]
+    )
+    assert result.exit_code == 1
