@@ -29,6 +29,7 @@ INNER = (
     "identity",
     "storage",
     "control",
+    "bundles",
     "settings.py",
     "errors.py",
 )

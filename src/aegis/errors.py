@@ -21,6 +21,7 @@ Codes are grouped by prefix:
   the configured fail mode turns it into a response, and both are recorded.
 * ``request.*``   -- a door refused the request before a call existed.
 * ``control.*``   -- an operator's control-plane request was refused.
+* ``bundle.*``    -- a policy bundle cannot be built, read or trusted.
 * ``config.*``    -- the gateway's own configuration file is invalid.
 * ``test.*``      -- `aegis policy test` suite problems.
 """
@@ -145,6 +146,25 @@ class ErrorCode(StrEnum):
     CONTROL_CONFLICT = "control.conflict"
     CONTROL_INVALID = "control.invalid"
     CONTROL_CONFIRMATION_REQUIRED = "control.confirmation_required"
+
+    # -- policy bundles -----------------------------------------------------------
+    BUNDLE_TRUNCATED = "bundle.truncated"
+    BUNDLE_CORRUPT = "bundle.corrupt"
+    BUNDLE_UNSAFE_PATH = "bundle.unsafe_path"
+    BUNDLE_LINK = "bundle.link"
+    BUNDLE_TOO_LARGE = "bundle.too_large"
+    BUNDLE_DUPLICATE_ENTRY = "bundle.duplicate_entry"
+    BUNDLE_MISSING_MANIFEST = "bundle.missing_manifest"
+    BUNDLE_INVALID_MANIFEST = "bundle.invalid_manifest"
+    BUNDLE_UNSIGNED = "bundle.unsigned"
+    BUNDLE_BAD_SIGNATURE = "bundle.bad_signature"
+    BUNDLE_UNKNOWN_KEY = "bundle.unknown_key"
+    BUNDLE_WRONG_SCOPE = "bundle.wrong_scope"
+    BUNDLE_FILE_MISMATCH = "bundle.file_mismatch"
+    BUNDLE_EXTRA_FILE = "bundle.extra_file"
+    BUNDLE_MISSING_FILE = "bundle.missing_file"
+    BUNDLE_ROOTS_OVERLAP = "bundle.roots_overlap"
+    BUNDLE_POLICY_INVALID = "bundle.policy_invalid"
 
     # -- gateway configuration ----------------------------------------------------
     CONFIG_INVALID = "config.invalid"

@@ -2,45 +2,42 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import cast
-
 from aegis.errors import AegisError, Diagnostic, ErrorCode
 
 
-class BundleErrorCode(StrEnum):
-    """Stable machine-readable codes; never renamed or reused once released."""
+class BundleErrorCode:
+    """The ``bundle.*`` members of :class:`aegis.errors.ErrorCode`, by their short
+    names (``BundleErrorCode.TRUNCATED is ErrorCode.BUNDLE_TRUNCATED``)."""
 
-    TRUNCATED = "bundle.truncated"
-    CORRUPT = "bundle.corrupt"
-    UNSAFE_PATH = "bundle.unsafe_path"
-    LINK = "bundle.link"
-    TOO_LARGE = "bundle.too_large"
-    DUPLICATE_ENTRY = "bundle.duplicate_entry"
-    MISSING_MANIFEST = "bundle.missing_manifest"
-    INVALID_MANIFEST = "bundle.invalid_manifest"
-    UNSIGNED = "bundle.unsigned"
-    BAD_SIGNATURE = "bundle.bad_signature"
-    UNKNOWN_KEY = "bundle.unknown_key"
-    WRONG_SCOPE = "bundle.wrong_scope"
-    FILE_MISMATCH = "bundle.file_mismatch"
-    EXTRA_FILE = "bundle.extra_file"
-    MISSING_FILE = "bundle.missing_file"
-    ROOTS_OVERLAP = "bundle.roots_overlap"
-    POLICY_INVALID = "bundle.policy_invalid"
+    TRUNCATED = ErrorCode.BUNDLE_TRUNCATED
+    CORRUPT = ErrorCode.BUNDLE_CORRUPT
+    UNSAFE_PATH = ErrorCode.BUNDLE_UNSAFE_PATH
+    LINK = ErrorCode.BUNDLE_LINK
+    TOO_LARGE = ErrorCode.BUNDLE_TOO_LARGE
+    DUPLICATE_ENTRY = ErrorCode.BUNDLE_DUPLICATE_ENTRY
+    MISSING_MANIFEST = ErrorCode.BUNDLE_MISSING_MANIFEST
+    INVALID_MANIFEST = ErrorCode.BUNDLE_INVALID_MANIFEST
+    UNSIGNED = ErrorCode.BUNDLE_UNSIGNED
+    BAD_SIGNATURE = ErrorCode.BUNDLE_BAD_SIGNATURE
+    UNKNOWN_KEY = ErrorCode.BUNDLE_UNKNOWN_KEY
+    WRONG_SCOPE = ErrorCode.BUNDLE_WRONG_SCOPE
+    FILE_MISMATCH = ErrorCode.BUNDLE_FILE_MISMATCH
+    EXTRA_FILE = ErrorCode.BUNDLE_EXTRA_FILE
+    MISSING_FILE = ErrorCode.BUNDLE_MISSING_FILE
+    ROOTS_OVERLAP = ErrorCode.BUNDLE_ROOTS_OVERLAP
+    POLICY_INVALID = ErrorCode.BUNDLE_POLICY_INVALID
 
 
 class BundleError(AegisError):
     """A bundle cannot be built, signed, read or trusted.
 
-    ``code`` (and ``bundle_code``, precisely typed) is a :class:`BundleErrorCode`;
+    ``code`` (and ``bundle_code``) is one of the ``bundle.*`` ErrorCode members;
     ``diagnostics`` holds the compiler's findings for ``bundle.policy_invalid``.
     """
 
     def __init__(
-        self, code: BundleErrorCode, message: str, diagnostics: tuple[Diagnostic, ...] = ()
+        self, code: ErrorCode, message: str, diagnostics: tuple[Diagnostic, ...] = ()
     ) -> None:
-        # AegisError types ``code`` as ErrorCode; both are StrEnums of stable strings.
-        super().__init__(cast(ErrorCode, code), message)
+        super().__init__(code, message)
         self.bundle_code = code
         self.diagnostics = diagnostics

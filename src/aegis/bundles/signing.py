@@ -33,6 +33,7 @@ from joserfc.jwk import ECKey, OKPKey
 
 from aegis.bundles.archive import read_archive, write_archive
 from aegis.bundles.errors import BundleError, BundleErrorCode
+from aegis.errors import ErrorCode
 from aegis.identity.keys import SigningAlg, SigningKey
 
 SIGNATURES_FILE: Final = ".signatures.json"
@@ -141,7 +142,7 @@ def sign_files(files: Mapping[str, bytes], key: SigningKey, *, scope: str | None
     return json.dumps({"signatures": [token]}, indent=2).encode() + b"\n"
 
 
-def _fail(code: BundleErrorCode, message: str) -> BundleError:
+def _fail(code: ErrorCode, message: str) -> BundleError:
     return BundleError(code, message)
 
 
