@@ -253,7 +253,9 @@ def test_truncated(bundle: bytes, fraction: float) -> None:
         (b"not a tarball at all, just some bytes", C.CORRUPT),
         (_tar(_file("../escape.yaml")), C.UNSAFE_PATH),
         (_tar(_file("a/../../escape.yaml")), C.UNSAFE_PATH),
-        (_tar(_file("/etc/cron.d/x")), C.UNSAFE_PATH),
+        (_tar(_file("//etc/cron.d/x")), C.UNSAFE_PATH),
+        (_tar(_file("/../escape.yaml")), C.UNSAFE_PATH),
+        (_tar(_file("/a.yaml"), _file("a.yaml")), C.DUPLICATE_ENTRY),
         (_tar(_link("policy.yaml", tarfile.SYMTYPE)), C.LINK),
         (_tar(_link("policy.yaml", tarfile.LNKTYPE)), C.LINK),
         (_tar(_link("dev", tarfile.CHRTYPE)), C.UNSAFE_PATH),
@@ -312,3 +314,11 @@ def test_examples_all_build() -> None:
     for path in sorted(EXAMPLES.iterdir()):
         if (path / "policy.yaml").exists():
             assert load_bundle(build_example(path.name)).compiled_policy.rules
+
+
+def test_entries_written_as_opa_build_does_are_read() -> None:
+    """`opa build` writes `/.manifest`, `/data.json`: the leading slash is the root."""
+    from aegis.bundles.archive import read_archive
+
+    files = read_archive(_tar(_file("/.manifest", b"{}"), _file("/data.json", b"{}")))
+    assert set(files) == {".manifest", "data.json"}

@@ -48,6 +48,13 @@ def write_archive(files: Mapping[str, bytes]) -> bytes:
     return comp.compress(raw.getvalue()) + comp.flush()
 
 
+def opa_relative(name: str) -> str:
+    """``opa build`` writes entries as ``/.manifest``, ``/data.json``...: one leading
+    slash means the bundle root, so it is dropped (nothing is ever extracted to disk;
+    names only key files in memory). ``//x`` stays and is refused by check_name."""
+    return name[1:] if name.startswith("/") and not name.startswith("//") else name
+
+
 def check_name(name: str) -> None:
     """Refuse anything but a relative, normalised POSIX path."""
     if not name or name.startswith("/") or "\\" in name or "\x00" in name:
@@ -97,7 +104,7 @@ def read_archive(data: bytes) -> dict[str, bytes]:
                     raise BundleError(
                         BundleErrorCode.TOO_LARGE, f"more than {MAX_ENTRIES} archive entries"
                     )
-                name = member.name
+                name = opa_relative(member.name)
                 if member.isdir():
                     check_name(name.rstrip("/"))
                     continue
