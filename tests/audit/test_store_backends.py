@@ -7,7 +7,6 @@ what to start) when it does not answer, and fail instead under CI=true.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,19 +14,7 @@ from typing import Any
 
 import pytest
 
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-PG_START = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-
-
-def _pg_answers() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_DSN) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        return str(exc)
-    return None
+from services import PG_DSN, require_postgres
 
 
 class StoreFactory:
@@ -64,11 +51,7 @@ class StoreFactory:
 def stores_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     backend = str(request.param)
     if backend == "postgres":
-        why = _pg_answers()
-        if why is not None:
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"PostgreSQL on 127.0.0.1:5432 does not answer under CI: {why}")
-            pytest.skip(f"PostgreSQL on 127.0.0.1:5432 does not answer; start it: {PG_START}")
+        require_postgres()
     factory = StoreFactory(backend, tmp_path)
     try:
         yield factory

@@ -9,7 +9,6 @@ skip (saying what to start) when it does not answer, and fail under CI=true.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,20 +17,7 @@ from typing import Any
 import pytest
 
 from aegis.identity.killswitch import KillSwitch, MemoryRevocationStore
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-REDIS_START = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no'
-
-
-def redis_or_skip() -> None:
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis on 127.0.0.1:6379 does not answer under CI: {exc}")
-        pytest.skip(f"Redis on 127.0.0.1:6379 does not answer; start it: {REDIS_START}")
+from services import REDIS_URL, require_redis
 
 
 class SwitchFactory:
@@ -93,7 +79,7 @@ class SwitchFactory:
 def switches_fixture(request: pytest.FixtureRequest) -> Iterator[SwitchFactory]:
     backend = str(request.param)
     if backend == "redis":
-        redis_or_skip()
+        require_redis()
     factory = SwitchFactory(backend)
     try:
         yield factory

@@ -17,9 +17,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from test_killswitch_backends import REDIS_URL, SwitchFactory, redis_or_skip
+from test_killswitch_backends import SwitchFactory
 
 from aegis.core.call import ToolCall
+from services import REDIS_URL, require_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUND_S = 1.0  # generous on a loaded CI machine; the benchmark reports the real figures
@@ -52,7 +53,7 @@ CHILD = textwrap.dedent(
 
 
 def test_a_second_process_refuses_within_a_bound(tmp_path: Path) -> None:
-    redis_or_skip()
+    require_redis()
     switches = SwitchFactory("redis")
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -89,7 +90,7 @@ def test_a_second_process_refuses_within_a_bound(tmp_path: Path) -> None:
 
 
 def test_a_cut_subscription_reconnects_and_reloads() -> None:
-    redis_or_skip()
+    require_redis()
     import redis
 
     switches = SwitchFactory("redis")
@@ -128,7 +129,7 @@ async def _closing(switches: SwitchFactory, scenario: object) -> None:
 
 
 def test_killswitch_benchmark_smoke() -> None:
-    redis_or_skip()
+    require_redis()
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.killswitch", "--n", "10"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,

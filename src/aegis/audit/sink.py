@@ -69,7 +69,12 @@ class AuditSink:
         # Sanitize obligations come from the policy that decided (the version on the
         # decision); the current one stands in if it was swapped since (same rules
         # or newer, never none: params_for_record applies whatever matches).
-        params, redactions = params_for_record(policy, call, self.clock())
+        if d.sanitized_params is not None:
+            # The engine already applied this call's sanitize rules (sanitize, or
+            # approval_needed with sanitizers): record what it produced.
+            params, redactions = d.sanitized_params, d.redactions
+        else:  # deny, allow, refusals: apply the obligations for the record only
+            params, redactions = params_for_record(policy, call, self.clock())
         rest: dict[str, Any] = {
             "decision_id": d.decision_id,
             "outcome": str(d.outcome),

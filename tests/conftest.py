@@ -1,0 +1,1 @@
+"""Shared by every test folder: its presence puts tests/ on sys.path (services.py)."""
