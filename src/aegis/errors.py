@@ -165,6 +165,7 @@ class ErrorCode(StrEnum):
     BUNDLE_MISSING_FILE = "bundle.missing_file"
     BUNDLE_ROOTS_OVERLAP = "bundle.roots_overlap"
     BUNDLE_POLICY_INVALID = "bundle.policy_invalid"
+    BUNDLE_SOURCE_UNAVAILABLE = "bundle.source_unavailable"
 
     # -- gateway configuration ----------------------------------------------------
     CONFIG_INVALID = "config.invalid"

@@ -75,7 +75,9 @@ def canonical(value: Any) -> bytes:
     if type(value) is CanonicalBody:
         return value.encoded
     if type(value) is str and value.isascii():
-        return json.dumps(value).encode()  # the common small case: no scan needed
+        # The common small case, no scan needed. ensure_ascii=False: the ASCII
+        # encoder would write DEL (U+007F) as \u007f, RFC 8785 §3.2.2.2 writes it raw.
+        return json.dumps(value, ensure_ascii=False).encode()
     try:
         text = json.dumps(
             value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False

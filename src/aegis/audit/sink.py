@@ -65,10 +65,9 @@ class AuditSink:
         refs: TraceRefs | None,
     ) -> dict[str, Any]:
         d, call = result.decision, result.call
-        policy = self.policy_store.current
-        # Sanitize obligations come from the policy that decided (the version on the
-        # decision); the current one stands in if it was swapped since (same rules
-        # or newer, never none: params_for_record applies whatever matches).
+        # Sanitize obligations come from the policy version that decided; a result
+        # built outside the pipeline (none named) takes the tenant's active one.
+        policy = result.policy or self.policy_store.for_tenant(call.tenant)
         if d.sanitized_params is not None:
             # The engine already applied this call's sanitize rules (sanitize, or
             # approval_needed with sanitizers): record what it produced.

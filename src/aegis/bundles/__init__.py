@@ -23,6 +23,16 @@ from aegis.bundles.signing import (
     sign_files,
     verify_files,
 )
+from aegis.bundles.sources import (
+    BundleSource,
+    BundleSourceError,
+    DirectorySource,
+    Fetched,
+    FileSource,
+    HttpSource,
+    backoff_delay,
+    open_source,
+)
 from aegis.bundles.verify import LoadedBundle, check_roots, load_bundle
 
 __all__ = [
@@ -33,16 +43,24 @@ __all__ = [
     "SIGNATURES_FILE",
     "BundleError",
     "BundleErrorCode",
+    "BundleSource",
+    "BundleSourceError",
+    "DirectorySource",
+    "Fetched",
+    "FileSource",
+    "HttpSource",
     "LoadedBundle",
     "Manifest",
     "PublicKey",
     "SignatureInfo",
+    "backoff_delay",
     "build_bundle",
     "check_roots",
     "file_hash",
     "git_commit",
     "keyring",
     "load_bundle",
+    "open_source",
     "read_archive",
     "roots_overlap",
     "sign_bundle",

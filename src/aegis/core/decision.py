@@ -82,18 +82,31 @@ class ApprovalRequirement:
 
 @dataclass(frozen=True, slots=True)
 class ShadowResult:
-    """What shadow rules would have decided, recorded only when it differs from live."""
+    """What shadow rules -- or another policy version in rollout -- would have
+    decided, recorded only when it differs from live.
+
+    ``policy_version`` and ``bundle_hash`` are set when the would-be outcome
+    comes from another version (a candidate bundle in shadow or canary, or the
+    active one beside a canary); they are None for shadow rules of the policy
+    that decided.
+    """
 
     outcome: Outcome
     rule_ids: tuple[str, ...]
     reason: str
+    policy_version: str | None = None
+    bundle_hash: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "outcome": str(self.outcome),
             "rule_ids": list(self.rule_ids),
             "reason": self.reason,
         }
+        if self.policy_version is not None:
+            out["policy_version"] = self.policy_version
+            out["bundle_hash"] = self.bundle_hash
+        return out
 
 
 class Decision(NamedTuple):

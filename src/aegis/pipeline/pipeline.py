@@ -42,6 +42,7 @@ from aegis.pipeline.stages import (
 )
 from aegis.policy.compiled import CompiledPolicy
 from aegis.policy.engine import decide
+from aegis.policy.rollout import Policies
 
 
 def _utc_now() -> datetime:
@@ -88,10 +89,14 @@ class Pipeline:
 
     async def decide(self, call: ToolCall, ctx: RequestContext) -> PipelineResult:
         start_ns = time.time_ns()
-        policy = self.policy.current  # one version for the whole call
+        policies = self.policy.policies  # one snapshot for the whole call
+        # Until identity has spoken, the call's own tenant picks the policy whose
+        # fail modes apply; a tenant claim that identity later refuses only ever
+        # reaches that tenant's declared reads (DESIGN.md §3: writes fail closed).
+        policy = policies.route(call.tenant).active
         now = self.clock()
         try:
-            run = self._run(call, ctx, policy, now)
+            run = self._run(call, ctx, policies, now)
             try:
                 # Drive the first step ourselves: with in-memory stages a call never
                 # waits on I/O and completes here, and arming a timer for it (about
@@ -144,7 +149,7 @@ class Pipeline:
         if it cannot be -- the store fails, stalls past ``audit_timeout``, or the
         stage breaks -- the call fails closed: no unrecorded write. The
         replacement answer leaves its own evidence."""
-        durable = policy.kind_of(result.call) is ToolKind.WRITE
+        durable = (result.policy or policy).kind_of(result.call) is ToolKind.WRITE
         try:
             async with asyncio.timeout(self.audit_timeout if durable else None):
                 await audit.record(
@@ -162,23 +167,29 @@ class Pipeline:
         return result
 
     async def _run(
-        self, call: ToolCall, ctx: RequestContext, policy: CompiledPolicy, now: datetime
+        self, call: ToolCall, ctx: RequestContext, policies: Policies, now: datetime
     ) -> PipelineResult:
         verified = await self.identity.authenticate(call, ctx)
         if isinstance(verified, Refusal):
-            return PipelineResult(_refused(policy, now, verified), call)
+            policy = policies.route(call.tenant).active
+            return PipelineResult(_refused(policy, now, verified), call, policy=policy)
         call = verified
+        route = policies.route(call.tenant)  # the verified tenant's own policy
+        policy = route.active
         refusal = await self.kill_switch.check(call)
         if refusal is None:
             refusal = await self.chain.check(call, policy)
         if refusal is None:
             refusal = await self.limits.check(call, policy)
         if refusal is not None:
-            return PipelineResult(_refused(policy, now, refusal), call)
-        decision = decide(policy, call, now)
+            return PipelineResult(_refused(policy, now, refusal), call, policy=policy)
+        if route.candidate is None:
+            decision = decide(policy, call, now)
+        else:
+            decision, policy = route.decide(call, now)
         if decision.outcome is Outcome.APPROVAL_NEEDED:
             decision = await self.approvals.request(call, decision)
-        return PipelineResult(decision, call)
+        return PipelineResult(decision, call, policy=policy)
 
     def _fail(
         self,
@@ -206,7 +217,7 @@ class Pipeline:
             bundle_hash=policy.bundle_hash,
             decision_id=new_decision_id(now),
         )
-        return PipelineResult(decision, call, error, detail)
+        return PipelineResult(decision, call, error, detail, policy)
 
 
 class _Resume:

@@ -73,6 +73,9 @@ class PipelineResult(NamedTuple):
     call: ToolCall
     error: ErrorCode | None = None
     error_detail: str | None = None
+    #: The policy version that decided (its rules, kinds and redactions apply to
+    #: the evidence); None only where no policy was consulted.
+    policy: CompiledPolicy | None = None
 
     @property
     def failed_open(self) -> bool:

@@ -224,4 +224,6 @@ def _shadow(value: object) -> ShadowResult | None:
         outcome=_outcome(s.get("outcome"), "shadow.outcome"),
         rule_ids=_str_tuple(s.get("rule_ids", []), "shadow.rule_ids"),
         reason=_str(s.get("reason", ""), "shadow.reason"),
+        policy_version=_str_or_none(s.get("policy_version"), "shadow.policy_version"),
+        bundle_hash=_str_or_none(s.get("bundle_hash"), "shadow.bundle_hash"),
     )

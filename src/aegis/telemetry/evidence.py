@@ -59,8 +59,11 @@ class TelemetryEvidence:
         if self.metrics is not None:
             self.metrics.evidence_errors.labels(sink).inc()
 
-    def _tool_label(self, tool: str) -> str:
-        policy = self.policy.current if self.policy is not None else None
+    def _tool_label(self, result: PipelineResult) -> str:
+        tool = result.call.tool
+        policy = result.policy
+        if policy is None and self.policy is not None:
+            policy = self.policy.for_tenant(result.call.tenant)
         if policy is not None and policy.tool_info(tool) is not None:
             return tool
         return UNDECLARED_TOOL
@@ -68,7 +71,7 @@ class TelemetryEvidence:
     def _metrics(self, result: PipelineResult, ctx: RequestContext, seconds: float) -> None:
         assert self.metrics is not None
         d = result.decision
-        tool = self._tool_label(result.call.tool)
+        tool = self._tool_label(result)
         self.metrics.observe_decision(str(d.outcome), tool, ctx.door, seconds)
         if result.error is not None:
             self.metrics.pipeline_errors.labels(ctx.door, str(result.error)).inc()
@@ -78,6 +81,10 @@ class TelemetryEvidence:
             self.metrics.shadow_disagreements.labels(
                 tool, str(d.outcome), str(d.shadow.outcome)
             ).inc()
+            if d.shadow.policy_version is not None:
+                self.metrics.rollout_disagreements.labels(
+                    d.policy_version, d.shadow.policy_version, str(d.outcome), str(d.shadow.outcome)
+                ).inc()
 
     def _span(
         self, result: PipelineResult, ctx: RequestContext, start_ns: int, end_ns: int

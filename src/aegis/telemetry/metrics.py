@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Decisions take microseconds; doors add up to milliseconds. Buckets span both.
 LATENCY_BUCKETS = (
@@ -47,6 +47,28 @@ class GatewayMetrics:
             "aegis_shadow_disagreements",
             "Decisions where shadow rules would have decided differently.",
             ["tool", "live", "shadow"],
+            registry=self.registry,
+        )
+        # -- policy versions and rollout (docs/bundles.md "Serving bundles") --
+        self.rollout_disagreements = Counter(
+            "aegis_policy_rollout_disagreements",
+            "Decisions where the other policy version in a rollout (the candidate, or the "
+            "active one beside a canary) would have decided differently. Labelled by "
+            "versions, not tenants: callers name tenants, versions are bounded.",
+            ["version", "other_version", "live", "other"],
+            registry=self.registry,
+        )
+        self.policy_reloads = Counter(
+            "aegis_policy_reloads",
+            "Bundle fetches by tenant ('' is the shared policy) and result: activated, "
+            "candidate, unchanged, failed (the last good version kept serving).",
+            ["tenant", "result"],
+            registry=self.registry,
+        )
+        self.policy_active = Gauge(
+            "aegis_policy_active_info",
+            "1 for the policy version each tenant is decided by ('' is the shared policy).",
+            ["tenant", "version", "revision", "bundle_hash"],
             registry=self.registry,
         )
         self.evidence_errors = Counter(

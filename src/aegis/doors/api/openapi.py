@@ -192,6 +192,10 @@ def _schemas(limits: ApiLimits) -> dict[str, Any]:
                                 "outcome": _ref("Outcome"),
                                 "rule_ids": {"type": "array", "items": {"type": "string"}},
                                 "reason": {"type": "string"},
+                                # Set when another policy version (a candidate
+                                # in rollout) would have decided differently.
+                                "policy_version": {"type": "string"},
+                                "bundle_hash": {"type": "string"},
                             },
                         },
                     ]
