@@ -1,12 +1,14 @@
-"""`aegis policy ...`: validate, test, explain, eval and schema.
+"""`aegis policy ...`: validate, test, explain, eval, diff and schema.
 
 Exit codes (documented in docs/cli.md, stable for CI jobs):
 
     0  success: valid policy, every test passed, a decision was printed
-    1  the check failed: compile errors (or warnings with --strict), failing tests
+    1  the check failed: compile errors (or warnings with --strict), failing tests;
+       for diff, a side that does not compile, or differences with --exit-code
     2  usage error (bad flags or arguments; click's own code)
     3  an input could not be used: unreadable policy for test/eval/explain,
-       a malformed call, an invalid test suite
+       a malformed call, an invalid test suite; for diff, an unreadable bundle,
+       key or --calls file
 """
 
 from __future__ import annotations
@@ -22,9 +24,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from aegis.bundles import BundleError, BundleErrorCode, PublicKey, keyring, load_bundle
 from aegis.core.call import parse_call
 from aegis.errors import CallError, Diagnostic, ErrorCode, PolicyLoadError, Severity
 from aegis.policy.compiler import load_policy
+from aegis.policy.diff import (
+    CallInputs,
+    PolicyDiff,
+    Side,
+    calls_from_jsonl,
+    calls_from_suites,
+    diff_policies,
+)
 from aegis.policy.engine import decide
 from aegis.policy.reference import reference_evaluate
 from aegis.policy.schema import policy_json_schema
@@ -280,6 +291,217 @@ def explain_cmd(policy: tuple[Path, ...], call: str, now: str | None, as_json: b
             f"{t.file}:{t.line}",
         )
     _console().print(table)
+
+
+def _is_bundle(path: Path) -> bool:
+    """A bundle archive: named so, or any file that starts as gzip does."""
+    if not path.is_file():
+        return False
+    if path.name.endswith((".tar.gz", ".tgz")):
+        return True
+    try:
+        with path.open("rb") as handle:
+            return handle.read(2) == b"\x1f\x8b"
+    except OSError:
+        return False
+
+
+def _side_failure(
+    side: str,
+    path: Path,
+    as_json: bool,
+    exit_code: int,
+    *,
+    diagnostics: tuple[Diagnostic, ...] = (),
+    code: str | None = None,
+    message: str = "",
+) -> None:
+    if as_json:
+        _emit_json(
+            {
+                "error": "policy" if exit_code == EXIT_FAILED else "input",
+                "side": side,
+                "source": str(path),
+                "code": code,
+                "message": message,
+                "diagnostics": [d.to_dict() for d in diagnostics],
+            }
+        )
+    else:
+        err = _console(err=True)
+        err.print(f"[red]{side}[/red] {escape(str(path))}: {escape(message)}", markup=True)
+        _print_diagnostics(diagnostics, err)
+    sys.exit(exit_code)
+
+
+def _load_side(side: str, path: Path, keys: dict[str, PublicKey] | None, as_json: bool) -> Side:
+    """Compile one side: a bundle archive, or policy files like `validate` takes.
+
+    A bundle whose policy does not compile fails like a folder that does not
+    (exit 1, with the diagnostics); a bundle that cannot be read or trusted is an
+    unusable input (exit 3).
+    """
+    if _is_bundle(path):
+        try:
+            loaded = load_bundle(path, keys=keys, require_signature=keys is not None)
+        except BundleError as exc:
+            failed = exc.bundle_code is BundleErrorCode.POLICY_INVALID
+            _side_failure(
+                side,
+                path,
+                as_json,
+                EXIT_FAILED if failed else EXIT_INPUT,
+                diagnostics=exc.diagnostics,
+                code=str(exc.code),
+                message=exc.message,
+            )
+            raise  # unreachable: _side_failure exits
+        return Side(loaded.compiled_policy, str(path), loaded.manifest.revision)
+    try:
+        return Side(load_policy([path]), str(path))
+    except PolicyLoadError as exc:
+        errors = sum(1 for d in exc.diagnostics if d.severity is Severity.ERROR)
+        _side_failure(
+            side,
+            path,
+            as_json,
+            EXIT_FAILED,
+            diagnostics=exc.diagnostics,
+            message=f"does not compile, {errors} error(s)",
+        )
+        raise  # unreachable: _side_failure exits
+
+
+def _read_keys(paths: tuple[Path, ...], as_json: bool) -> dict[str, PublicKey] | None:
+    if not paths:
+        return None
+    keys: list[PublicKey] = []
+    for path in paths:
+        try:
+            keys.append(PublicKey.from_pem(path.read_bytes()))
+        except (OSError, ValueError, TypeError) as exc:
+            _side_failure("key", path, as_json, EXIT_INPUT, message=f"cannot use public key: {exc}")
+    return keyring(keys)
+
+
+def _gather_calls(
+    sides: tuple[Path, Path], call_files: tuple[Path, ...], now: datetime, as_json: bool
+) -> CallInputs:
+    """Test-suite calls beside either side (deduplicated), then every --calls line."""
+    inputs = CallInputs()
+    for path in sides:
+        if not _is_bundle(path):  # a bundle carries no test suites
+            inputs.extend(calls_from_suites([path], now), dedupe=True)
+    for file in call_files:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            _side_failure("calls", file, as_json, EXIT_INPUT, message=str(exc.strerror))
+        inputs.extend(calls_from_jsonl(data, str(file), now))
+    return inputs
+
+
+def _verdict_text(v: dict[str, Any]) -> str:
+    text = f"{v['outcome']} [{', '.join(v['rule_ids'])}]"
+    if v["redactions"]:
+        text += " redacts " + ", ".join(f"{r['path']} ({r['detector']})" for r in v["redactions"])
+    return text
+
+
+def _print_diff(diff: PolicyDiff) -> None:
+    out = _console()
+    data = diff.to_dict()
+    for side in ("a", "b"):
+        s = data[side]
+        revision = f", revision {s['revision']}" if s["revision"] else ""
+        out.print(
+            f"{side}: {s['source']}  version {s['version']}  {s['bundle_hash']}  "
+            f"{s['rules']} rules{revision}",
+            markup=False,
+        )
+    rules = data["rules"]
+    out.print(
+        f"rules: {len(rules['added'])} added, {len(rules['removed'])} removed, "
+        f"{len(rules['changed'])} changed",
+        markup=False,
+    )
+    for r in rules["added"]:
+        out.print(
+            f"[green]+ {escape(r['id'])}[/green]  {r['effect']} {r['mode']}  {escape(r['where'])}"
+        )
+    for r in rules["removed"]:
+        out.print(
+            f"[red]- {escape(r['id'])}[/red]  {r['effect']} {r['mode']}  {escape(r['where'])}"
+        )
+    for c in rules["changed"]:
+        out.print(f"[yellow]~ {escape(c['id'])}[/yellow]  {', '.join(c['fields'])}")
+    for name, values in data["defaults"].items():
+        out.print(f"defaults: {name}: {values['a']} -> {values['b']}", markup=False)
+    for kind, d in data["declarations"].items():
+        parts = [f"+{k}" for k in d["added"]] + [f"-{k}" for k in d["removed"]]
+        parts += [f"~{c['id']} ({', '.join(c['fields'])})" for c in d["changed"]]
+        out.print(f"declarations: {kind}: {' '.join(parts)}", markup=False)
+    calls = data["calls"]
+    out.print(
+        f"calls: {calls['evaluated']} evaluated, {len(calls['changed'])} change outcome, "
+        f"{len(calls['unparsed'])} unparsed, {calls['skipped']} skipped",
+        markup=False,
+    )
+    # Plain lines rather than a table: labels are long, and CI logs get grepped.
+    for c in calls["changed"]:
+        out.print(
+            f"[yellow]![/yellow] {escape(c['label'])}  "
+            f"({escape(c['tenant'])} / {escape(c['agent_id'])} / {escape(c['tool'])})"
+        )
+        out.print(f"    {_verdict_text(c['a'])}  ->  {_verdict_text(c['b'])}", markup=False)
+    for u in calls["unparsed"]:
+        out.print(f"unparsed {u['label']}: {u['code']} {u['message']}", markup=False)
+    if not diff.differs:
+        out.print("no differences in rules, defaults, declarations or calls")
+
+
+@policy_group.command("diff")
+@click.argument("a", type=click.Path(exists=True, path_type=Path))
+@click.argument("b", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--calls",
+    "call_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSONL of calls or an `aegis audit export` to replay (repeatable).",
+)
+@click.option("--now", help="Clock for calls without one (ISO 8601); default: now.")
+@click.option(
+    "--public-key",
+    "key_paths",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Verify bundle signatures with this PEM key (repeatable).",
+)
+@click.option("--exit-code", is_flag=True, help="Exit 1 when the policies differ.")
+@_json_flag
+def diff_cmd(
+    *,
+    a: Path,
+    b: Path,
+    call_files: tuple[Path, ...],
+    now: str | None,
+    key_paths: tuple[Path, ...],
+    exit_code: bool,
+    as_json: bool,
+) -> None:
+    """Show rule changes between two policies (folders, files or bundles) and the
+    test-suite and recorded calls they decide differently."""
+    at = _parse_now(now)
+    keys = _read_keys(key_paths, as_json)
+    side_a = _load_side("a", a, keys, as_json)
+    side_b = _load_side("b", b, keys, as_json)
+    diff = diff_policies(side_a, side_b, _gather_calls((a, b), call_files, at, as_json))
+    if as_json:
+        _emit_json(diff.to_dict())
+    else:
+        _print_diff(diff)
+    sys.exit(EXIT_FAILED if exit_code and diff.differs else EXIT_OK)
 
 
 @policy_group.command("schema")
