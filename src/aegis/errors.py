@@ -166,6 +166,12 @@ class ErrorCode(StrEnum):
     BUNDLE_ROOTS_OVERLAP = "bundle.roots_overlap"
     BUNDLE_POLICY_INVALID = "bundle.policy_invalid"
     BUNDLE_SOURCE_UNAVAILABLE = "bundle.source_unavailable"
+    BUNDLE_TENANT_MISMATCH = "bundle.tenant_mismatch"
+
+    # -- rollout (promote / rollback of served bundles) -----------------------------
+    ROLLOUT_UNKNOWN_TENANT = "rollout.unknown_tenant"
+    ROLLOUT_UNKNOWN_VERSION = "rollout.unknown_version"
+    ROLLOUT_INVALID = "rollout.invalid"
 
     # -- gateway configuration ----------------------------------------------------
     CONFIG_INVALID = "config.invalid"
