@@ -22,8 +22,56 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: Tenant ids as the policy language spells them ("" is the shared policy's slot).
+_TenantId = Annotated[str, Field(pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
+
+
+class BundleSourceSettings(_Section):
+    """One bundle source: a file, a folder (policy sources or an unpacked bundle),
+    or an http(s) URL polled with ETag / If-None-Match (docs/bundles.md "Serving")."""
+
+    tenant: _TenantId = Field(default="", description="'': the shared policy; else a tenant.")
+    source: str = Field(min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict, description="Sent with HTTP fetches.")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
 class PolicySettings(_Section):
+    """Where policies come from, how they reload and how new versions roll out.
+
+    Without a ``bundles`` entry for the shared policy, ``paths`` is its source
+    (rebuilt when the files change). ``bundles`` entries with a ``tenant`` give
+    that tenant its own bundle, roots under ``tenants/<tenant>``.
+    """
+
     paths: list[Path] = Field(default_factory=lambda: [Path("examples")])
+    bundles: list[BundleSourceSettings] = Field(default_factory=list)
+    reload: bool = Field(default=True, description="Poll the sources for new versions.")
+    poll_seconds: float = Field(default=10.0, gt=0, le=3600)
+    backoff_max_seconds: float = Field(default=120.0, gt=0, le=86400)
+    require_signature: bool = False
+    public_key_paths: list[Path] = Field(default_factory=list)  # PEM; relative
+    signature_scope: str | None = None
+    rollout: Literal["direct", "staged"] = Field(
+        default="direct",
+        description="direct: a new version becomes active; staged: it becomes the "
+        "shadow candidate until promoted.",
+    )
+    # Where versions and rollout state persist across restarts (relative to the
+    # config file). None: in memory only, as OPA's bundles without `persist`.
+    state_dir: Path | None = None
+    keep_versions: int = Field(default=20, ge=2, le=1000)
+
+    @model_validator(mode="after")
+    def _one_source_per_tenant(self) -> PolicySettings:
+        seen: set[str] = set()
+        for entry in self.bundles:
+            if entry.tenant in seen:
+                raise ValueError(f"policy.bundles: two sources for tenant {entry.tenant!r}")
+            seen.add(entry.tenant)
+        if self.require_signature and not self.public_key_paths:
+            raise ValueError("policy.require_signature needs policy.public_key_paths")
+        return self
 
 
 class PipelineSettings(_Section):
@@ -212,7 +260,18 @@ def load_settings(path: Path | None) -> AegisSettings:
             )
         raise SettingsError(diags) from None
     base = path.parent
-    paths = [p if p.is_absolute() else base / p for p in settings.policy.paths]
+    pol = settings.policy  # policy: paths, file sources, keys and state resolve too
+    policy_paths: dict[str, Any] = {
+        "paths": [_under(base, p) for p in pol.paths],
+        "public_key_paths": [_under(base, p) for p in pol.public_key_paths],
+        "state_dir": None if pol.state_dir is None else _under(base, pol.state_dir),
+        "bundles": [
+            b
+            if b.source.lower().startswith(("http://", "https://"))
+            else b.model_copy(update={"source": str(_under(base, Path(b.source)))})
+            for b in pol.bundles
+        ],
+    }
     audit = settings.audit  # audit: file paths resolve against the config file too
     audit_paths = {
         "sqlite_path": audit.sqlite_path
@@ -236,7 +295,7 @@ def load_settings(path: Path | None) -> AegisSettings:
         control_paths["operators_file"] = _under(base, control.operators_file)
     return settings.model_copy(
         update={
-            "policy": PolicySettings(paths=paths),
+            "policy": pol.model_copy(update=policy_paths),
             "audit": audit.model_copy(update=audit_paths),
             "identity": ident.model_copy(update=ident_paths),
             "control": control.model_copy(update=control_paths),

@@ -33,6 +33,7 @@ class RecordKind(StrEnum):
     POLICY_ACTIVATION = "policy_activation"
     INCIDENT = "incident"
     AGENT = "agent"  # registry changes made through the control plane
+    ROLLOUT = "rollout"  # promote / rollback of policy versions through the control plane
     TOKEN = "token"  # noqa: S105 - a record kind: tokens minted (jti and claims, never the token)
 
 

@@ -10,7 +10,7 @@ reads are queued (DESIGN.md §6).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,16 +115,25 @@ class AuditSink:
         return await self.log.append(kind, tenant, body, durable=durable)
 
     async def record_policy_activation(
-        self, policy: CompiledPolicy, *, source_files: Sequence[str] | None = None
+        self,
+        policy: CompiledPolicy,
+        *,
+        source_files: Sequence[str] | None = None,
+        tenant: str | None = None,
+        bundle: Mapping[str, Any] | None = None,
     ) -> int | None:
-        """The bundle manifest of the policy now deciding."""
-        body = {
+        """The bundle manifest of the policy now deciding (``tenant`` None: the shared
+        policy). ``bundle`` adds what the bundle says of itself -- revision, manifest
+        metadata -- and how it became active (start, reload, promote, rollback; who)."""
+        body: dict[str, Any] = {
             "version": policy.version,
             "bundle_hash": policy.bundle_hash,
             "rules": len(policy.rules),
             "sources": list(source_files if source_files is not None else policy.sources),
         }
-        return await self.record_event(RecordKind.POLICY_ACTIVATION, None, body)
+        if bundle is not None:
+            body["bundle"] = dict(bundle)
+        return await self.record_event(RecordKind.POLICY_ACTIVATION, tenant, body)
 
 
 def _encode_decision_body(rest: dict[str, Any], params: Any) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from aegis.bundles.sources import (
     Fetched,
     FileSource,
     HttpSource,
+    PolicyPathsSource,
     backoff_delay,
     open_source,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "HttpSource",
     "LoadedBundle",
     "Manifest",
+    "PolicyPathsSource",
     "PublicKey",
     "SignatureInfo",
     "backoff_delay",

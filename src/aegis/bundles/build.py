@@ -14,9 +14,9 @@ from aegis.bundles.archive import write_archive
 from aegis.bundles.errors import BundleError, BundleErrorCode
 from aegis.bundles.layout import DATA_FILE, REGO_FILE, Manifest, is_bundle_policy_file
 from aegis.bundles.signing import MANIFEST_FILE
-from aegis.errors import PolicyLoadError
+from aegis.bundles.verify import compile_files
 from aegis.policy.compiled import CompiledPolicy
-from aegis.policy.compiler import load_policy, named_policy_files
+from aegis.policy.compiler import named_policy_files
 
 _GIT_TIMEOUT = 5.0
 
@@ -76,19 +76,22 @@ def build_bundle(
     The same inputs (including ``built_at``) give the same bytes. ``revision``
     defaults to the git commit, else the first 12 hex digits of the bundle id.
     """
-    try:
-        compiled = load_policy(list(paths))
-    except PolicyLoadError as exc:
-        raise BundleError(
-            BundleErrorCode.POLICY_INVALID, f"policy does not compile: {exc}", exc.diagnostics
-        ) from None
     files: dict[str, bytes] = {}
-    for path, name in named_policy_files(paths):
-        if not is_bundle_policy_file(name):
-            raise BundleError(
-                BundleErrorCode.UNSAFE_PATH, f"policy file name {name!r} is reserved in a bundle"
-            )
-        files[name] = path.read_bytes()
+    try:
+        for path, name in named_policy_files(paths):
+            if not is_bundle_policy_file(name):
+                raise BundleError(
+                    BundleErrorCode.UNSAFE_PATH,
+                    f"policy file name {name!r} is reserved in a bundle",
+                )
+            files[name] = path.read_bytes()
+    except OSError as exc:
+        raise BundleError(
+            BundleErrorCode.POLICY_INVALID, f"cannot read {exc.filename}: {exc.strerror}"
+        ) from None
+    # Compiled from the bytes just read, as load_bundle will compile them: a file
+    # edited during the build cannot give a manifest that disagrees with its files.
+    compiled = compile_files(files)
     if use_git and paths and (source_commit is None or author is None):
         commit, git_author = git_commit(paths[0])
         source_commit = source_commit or commit

@@ -25,7 +25,8 @@ class LoadedBundle:
     signature: SignatureInfo | None = None
 
 
-def _compile(files: Mapping[str, bytes]) -> CompiledPolicy:
+def compile_files(files: Mapping[str, bytes]) -> CompiledPolicy:
+    """Compile a bundle's policy files (by entry name) into one policy set."""
     parsed = []
     for name in sorted(files):
         if not is_bundle_policy_file(name):
@@ -82,7 +83,7 @@ def load_bundle(
     if raw_manifest is None:
         raise BundleError(BundleErrorCode.MISSING_MANIFEST, "bundle has no .manifest")
     manifest = Manifest.parse(raw_manifest)
-    compiled = _compile(files)
+    compiled = compile_files(files)
     if manifest.bundle_id is not None and manifest.bundle_id != compiled.bundle_hash:
         raise BundleError(
             BundleErrorCode.FILE_MISMATCH,

@@ -9,6 +9,7 @@ from aegis.cli.audit import audit_group
 from aegis.cli.bundle import bundle_group
 from aegis.cli.control import agents_group, kill_cmd, tokens_group
 from aegis.cli.policy import policy_group
+from aegis.cli.rollout import promote_cmd, rollback_cmd, status_cmd
 from aegis.cli.serve import serve_cmd
 
 
@@ -18,6 +19,10 @@ def cli() -> None:
     """Aegis: runtime policy and observability gateway for AI agents."""
 
 
+# Offline policy commands live in cli/policy.py; these talk to a running gateway.
+policy_group.add_command(status_cmd)
+policy_group.add_command(promote_cmd)
+policy_group.add_command(rollback_cmd)
 cli.add_command(audit_group)
 cli.add_command(policy_group)
 cli.add_command(serve_cmd)

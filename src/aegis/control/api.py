@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from aegis.bundles.manager import PolicyManager, RolloutError
 from aegis.control.openapi import control_openapi_document
 from aegis.control.operators import Operator, OperatorStore
 from aegis.control.roles import Permission, allows
@@ -151,8 +152,10 @@ class _ControlApi:
         verifier: TokenVerifier | None,
         record: RecordHook | None,
         clock: Callable[[], float],
+        policies: PolicyManager | None = None,
     ) -> None:
         self.operators = operators
+        self.policies = policies
         self.registry = registry
         self.kill_switch = kill_switch
         self.minter = minter
@@ -176,6 +179,13 @@ class _ControlApi:
             (("tenants", t, "actions"), {"GET": self.list_actions}),
             (("tenants", t, "tokens", "inspect"), {"POST": self.inspect}),
             (("tenants", t, "tokens", "exchange"), {"POST": self.exchange}),
+            # policy versions and rollout: the shared policy, then a tenant's own
+            (("policy",), {"GET": self.policy_status}),
+            (("policy", "promote"), {"POST": self.policy_promote}),
+            (("policy", "rollback"), {"POST": self.policy_rollback}),
+            (("tenants", t, "policy"), {"GET": self.policy_status}),
+            (("tenants", t, "policy", "promote"), {"POST": self.policy_promote}),
+            (("tenants", t, "policy", "rollback"), {"POST": self.policy_rollback}),
         ]
 
     # -- dispatch --------------------------------------------------------------------
@@ -263,6 +273,15 @@ class _ControlApi:
         return record
 
     # -- endpoints -------------------------------------------------------------------
+
+    async def policy_status(self, ctx: _Ctx) -> HttpResponse:
+        return await _policy_status(self, ctx)
+
+    async def policy_promote(self, ctx: _Ctx) -> HttpResponse:
+        return await _policy_change(self, ctx, "promote")
+
+    async def policy_rollback(self, ctx: _Ctx) -> HttpResponse:
+        return await _policy_change(self, ctx, "rollback")
 
     async def whoami(self, ctx: _Ctx) -> HttpResponse:
         return json_response(200, ctx.operator.public())
@@ -587,6 +606,87 @@ class _ControlApi:
         return json_response(200, {"valid": True, "claims": claims.to_payload()})
 
 
+# -- policy versions and rollout ---------------------------------------------------------
+
+_ROLLOUT_STATUS = {
+    ErrorCode.ROLLOUT_UNKNOWN_TENANT: 404,
+    ErrorCode.ROLLOUT_UNKNOWN_VERSION: 404,
+    ErrorCode.ROLLOUT_INVALID: 409,
+}
+
+
+def _policy_manager(api: _ControlApi) -> PolicyManager:
+    if api.policies is None:
+        raise _fail(404, ErrorCode.CONTROL_NOT_FOUND, "this gateway does not serve bundles")
+    return api.policies
+
+
+def _rollout_scope(ctx: _Ctx) -> str:
+    """The slot a rollout request acts on; the shared policy decides every tenant's
+    calls, so only an operator holding every tenant may change it."""
+    if ctx.tenant:
+        return ctx.tenant
+    if not ctx.operator.is_global:
+        raise _forbidden("forbidden: the shared policy needs an operator holding all tenants")
+    return ""
+
+
+async def _policy_status(api: _ControlApi, ctx: _Ctx) -> HttpResponse:
+    api._require(ctx, Permission.READ)
+    manager = _policy_manager(api)
+    if ctx.tenant:
+        slots = manager.status([ctx.tenant])
+        if not slots:
+            raise _fail(
+                404, ErrorCode.ROLLOUT_UNKNOWN_TENANT, "no bundle of its own is served for it"
+            )
+    else:  # the shared policy and the tenants this operator holds
+        slots = [s for s in manager.status() if not s["tenant"] or ctx.operator.holds(s["tenant"])]
+    return json_response(200, {"slots": slots})
+
+
+async def _policy_change(api: _ControlApi, ctx: _Ctx, action: str) -> HttpResponse:
+    api._require(ctx, Permission.ROLLOUT)
+    manager = _policy_manager(api)
+    tenant = _rollout_scope(ctx)
+    body = _body(ctx.request, ctx.tenant)
+    reason = _str(body, "reason")
+    actor = api._actor(ctx)
+    try:
+        if action == "promote":
+            percent = body.get("percent")
+            if percent is not None and (
+                isinstance(percent, bool) or not isinstance(percent, (int, float))
+            ):
+                raise _invalid("'percent' must be a number")
+            status = await manager.promote(
+                tenant,
+                _str(body, "stage"),
+                version=_opt_str(body, "version"),
+                percent=None if percent is None else float(percent),
+                by=_opt_str(body, "by") or "agent",
+                actor=actor,
+            )
+        else:
+            status = await manager.rollback(tenant, to=_opt_str(body, "to"), actor=actor)
+    except RolloutError as exc:
+        raise _fail(_ROLLOUT_STATUS[exc.code], exc.code, exc.message) from None
+    request = {k: body[k] for k in ("stage", "version", "percent", "by", "to") if k in body}
+    await api._record(
+        "rollout",
+        ctx,
+        {
+            "action": action,
+            "request": request,
+            "reason": reason,
+            "active": status["active"],
+            "candidate": status["candidate"],
+            "pinned": status["pinned"],
+        },
+    )
+    return json_response(200, status)
+
+
 def build_control_routes(
     *,
     operators: OperatorStore,
@@ -596,6 +696,7 @@ def build_control_routes(
     verifier: TokenVerifier | None = None,
     record: RecordHook | None = None,
     clock: Callable[[], float] = time.time,
+    policies: PolicyManager | None = None,
 ) -> list[Route]:
     """The control plane's routes: one prefix route over ``/v1/control``."""
     api = _ControlApi(
@@ -606,5 +707,6 @@ def build_control_routes(
         verifier=verifier,
         record=record,
         clock=clock,
+        policies=policies,
     )
     return [Route(PREFIX, api, frozenset({"GET", "POST", "PUT"}), prefix=True)]

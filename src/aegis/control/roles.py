@@ -23,6 +23,7 @@ class Permission(StrEnum):
     INSPECT = "inspect"  # token inspection
     REGISTER = "register"  # register agents, update may_spawn
     MINT = "mint"  # mint agent tokens
+    ROLLOUT = "rollout"  # promote / roll back policy versions
 
 
 _SOC = frozenset(
@@ -38,9 +39,11 @@ _SOC = frozenset(
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.AUDITOR: frozenset({Permission.READ}),
-    Role.POLICY_OWNER: frozenset({Permission.READ}),
+    # Seeds: "policy owner (evaluate and change policy), platform engineer (apply
+    # rollout & rollback)" -- both may move versions; analysts contain, not deploy.
+    Role.POLICY_OWNER: frozenset({Permission.READ, Permission.ROLLOUT}),
     Role.SOC_ANALYST: _SOC,
-    Role.PLATFORM_ENGINEER: _SOC | {Permission.REGISTER, Permission.MINT},
+    Role.PLATFORM_ENGINEER: _SOC | {Permission.REGISTER, Permission.MINT, Permission.ROLLOUT},
 }
 
 

@@ -155,7 +155,7 @@ class HostPattern:
         if self.port is not None and host.port != self.port:
             return False
         if self.ip is not None:
-            return host.ip is not None and _ip_key(host.ip) == _ip_key(self.ip)
+            return host.ip is not None and ip_key(host.ip) == ip_key(self.ip)
         if host.kind is not HostKind.DOMAIN:
             return False
         name = host.match_name
@@ -215,7 +215,7 @@ class HostSet:
                     exc.code, f"pattern #{index}: {exc.message}", index=index, pattern=text
                 ) from exc
             if pattern.ip is not None:
-                _add_port(ips, _ip_key(pattern.ip), pattern.port)
+                _add_port(ips, ip_key(pattern.ip), pattern.port)
             elif pattern.wildcard:
                 _add_port(wildcards, pattern.host, pattern.port)
             else:
@@ -225,7 +225,7 @@ class HostSet:
     def matches(self, host: Host) -> bool:
         """Whether any pattern in the set matches ``host``."""
         if host.ip is not None:
-            key = _ip_key(host.ip)
+            key = ip_key(host.ip)
             return key in self._ips and _port_ok(self._ips[key], host.port)
         if host.kind is not HostKind.DOMAIN:
             return False
@@ -268,7 +268,7 @@ def _port_ok(ports: _Ports, port: int | None) -> bool:
     return ports is None or port in ports
 
 
-def _ip_key(ip: IPAddress) -> IPAddress:
+def ip_key(ip: IPAddress) -> IPAddress:
     """IPv4-mapped IPv6 addresses (``::ffff:a.b.c.d``, RFC 4291 §2.5.5.2) reach the
     IPv4 host on a dual-stack socket, so they are compared as that IPv4 address."""
     if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:

@@ -33,7 +33,7 @@ Predicate = Callable[[ToolCall, datetime], bool]
 ValueTest = Callable[[object], bool]
 LocPath = tuple[str | int, ...]
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def _always(_call: ToolCall, _now: datetime) -> bool:
@@ -250,7 +250,9 @@ class Resolver:
             schemes = frozenset(s.lower().rstrip(":") for s in test.scheme_in)
             # The scheme counts only for a destination the host parser accepts.
             tests.append(
-                lambda v: isinstance(v, str) and _host_of(v) is not None and _scheme(v) in schemes
+                lambda v: (
+                    isinstance(v, str) and _host_of(v) is not None and url_scheme(v) in schemes
+                )
             )
         if test.port_in is not None:
             ports = frozenset(test.port_in)
@@ -289,7 +291,7 @@ class Resolver:
                 ErrorCode.POLICY_INVALID_TIME_WINDOW, "start and end are equal: empty window", loc
             )
             return _always
-        days = frozenset(_DAYS.index(d) for d in window.days) if window.days else None
+        days = frozenset(WEEKDAYS.index(d) for d in window.days) if window.days else None
         return _time_predicate(zone, start, end, days)
 
     def chain(self, test: m.ChainTest, loc: LocPath) -> Predicate:
@@ -470,7 +472,7 @@ def _ip_not_in(cs: CidrSet) -> ValueTest:
     return test
 
 
-def _scheme(v: str) -> str:
+def url_scheme(v: str) -> str:
     head, sep, _rest = v.partition("://")
     return head.lower() if sep else ""
 

@@ -30,10 +30,10 @@ from aegis.core.call import ToolCall
 from aegis.core.paths import WILDCARD, lookup, parse_path
 from aegis.errors import HostPatternError
 from aegis.net import CidrSet, HostPattern, load_public_suffix_list, parse_destination
-from aegis.net.patterns import _ip_key
+from aegis.net.patterns import ip_key
 from aegis.policy import model as m
 from aegis.policy.compiled import CompiledPolicy, CompiledRule
-from aegis.policy.conditions import _DAYS, _scheme, call_field
+from aegis.policy.conditions import WEEKDAYS, call_field, url_scheme
 from aegis.policy.values import parse_clock
 
 #: regorus refuses source lines wider than 1024 columns (tab included).
@@ -437,7 +437,7 @@ class _Writer:
                 raise _UnsupportedError(key, f"host pattern {text!r}: {exc}") from None
             body = [f"f := {fact}", "f.parsed == true"]
             if p.ip is not None:
-                body.append(f"_ip_key(f) == {_lit(str(_ip_key(p.ip)))}")
+                body.append(f"_ip_key(f) == {_lit(str(ip_key(p.ip)))}")
             elif p.wildcard:
                 # HostSet tries each proper suffix of a name without empty labels,
                 # which is exactly "ends with '.' + suffix".
@@ -504,7 +504,7 @@ class _Writer:
             raise _UnsupportedError("time", f"invalid time window: {exc}") from None
         if start == end:
             raise _UnsupportedError("time", "empty time window")
-        days = sorted({_DAYS.index(d) for d in window.days}) if window.days else None
+        days = sorted({WEEKDAYS.index(d) for d in window.days}) if window.days else None
         t = f"input.time[{_lit(window.timezone)}]"
 
         def on(weekdays: Iterable[int] | None) -> list[str]:
@@ -609,7 +609,7 @@ _dns_name(f) := n if {
 \tnot "" in split(n, ".")
 }
 
-# aegis.net.patterns._ip_key: an IPv4-mapped IPv6 host is its IPv4 address.
+# aegis.net.patterns.ip_key: an IPv4-mapped IPv6 host is its IPv4 address.
 _ip_key(f) := f.ipv4
 
 _ip_key(f) := f.ipv6 if not f.ipv4
@@ -747,7 +747,7 @@ def _net_fact(value: str) -> dict[str, Any]:
         return {"parsed": False}
     fact: dict[str, Any] = {
         "parsed": True,
-        "scheme": _scheme(value),
+        "scheme": url_scheme(value),
         "kind": str(host.kind),
         "host": host.name,
     }

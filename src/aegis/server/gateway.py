@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from aegis import __version__
 from aegis.audit.sink import AuditSink
 from aegis.audit.store import AuditStoreError
+from aegis.bundles.manager import SHARED, PolicyManager
 from aegis.doors.api import build_api_routes, refusal_counter
 from aegis.doors.envoy import MappingConfig, build_authz_http_handler, build_envoy_grpc_server
 from aegis.doors.mcp import build_mcp_proxy, load_config
@@ -45,6 +46,7 @@ from aegis.server.audit import AuditBuild, AuditStartError, build_audit
 from aegis.server.control import ControlBuild, audit_recorder, build_control, control_registry
 from aegis.server.errors import ConfigError
 from aegis.server.identity import GET_HEAD, JWKS_PATH, IdentityBuild, build_identity, jwks_handler
+from aegis.server.policy import GatewayPolicyEvents, build_policy_manager, loading_policy
 from aegis.settings import AegisSettings
 from aegis.telemetry import GatewayMetrics, JsonLog, TelemetryEvidence
 
@@ -72,6 +74,9 @@ class Gateway:
     identity: IdentityBuild | None = None
     #: control: the control-plane API's parts (None: control.enabled is false).
     control: ControlBuild | None = None
+    #: policy: sources, versions, reload and rollout (docs/bundles.md "Serving").
+    policy: PolicyManager | None = None
+    policy_events: GatewayPolicyEvents | None = None
     #: Where relative paths in door options resolve (the configuration file's folder).
     base_dir: Path | None = None
     #: True from the moment every listener is up until shutdown begins (/readyz).
@@ -85,6 +90,7 @@ class Gateway:
         s = self.settings
         try:
             await self._start_audit()  # audit: before any door can decide
+            await self._start_policy()  # policy: every source fetched once, then polled
             await self._start_identity()  # identity: revocations loaded before any call
             await self._start_control()  # control: its own kill switch, the registry
             if s.api.enabled:
@@ -146,7 +152,8 @@ class Gateway:
         sink = AuditSink(self.audit.log, self.store)
         self.pipeline.audit = sink
         self._audit_sink = sink
-        await sink.record_policy_activation(self.store.current)
+        if self.policy is None:
+            await sink.record_policy_activation(self.store.current)
 
         async def close_audit(_grace: float) -> None:
             self.pipeline.audit = None
@@ -159,6 +166,19 @@ class Gateway:
             await self.audit.log.close()
 
     # -- end audit -------------------------------------------------------------------------
+
+    async def _start_policy(self) -> None:
+        manager = self.policy
+        if manager is None:
+            return
+        if self.policy_events is not None:
+            self.policy_events.audit = self._audit_sink  # activations become audit records
+        await manager.start(poll=self.settings.policy.reload)
+
+        async def close_policy(_grace: float) -> None:
+            await manager.close()
+
+        self._closers.append(("policy", close_policy))
 
     async def _start_identity(self) -> None:
         if self.identity is None or self.identity.kill_switch is None:
@@ -200,6 +220,7 @@ class Gateway:
             minter=control.minter,
             verifier=control.verifier,
             record=record,
+            policies=self.policy,
         )
         return routes
 
@@ -289,8 +310,12 @@ def build_gateway(
 ) -> Gateway:
     """Load the policy and assemble the pipeline and evidence; listeners start in start()."""
     log = JsonLog(log_stream, level=settings.log.level)
-    store = PolicyStore(load_policy(settings.policy.paths))
     metrics = GatewayMetrics()
+    # A policy from `paths` is compiled now, so a broken one stops `aegis serve`
+    # before anything starts; bundle sources are fetched in start().
+    from_paths = not any(b.tenant == SHARED for b in settings.policy.bundles)
+    store = PolicyStore(load_policy(settings.policy.paths) if from_paths else loading_policy())
+    policy, policy_events = build_policy_manager(settings.policy, store, metrics, log)
     provider: TracerProvider | None = None
     tracer: trace.Tracer = trace.NoOpTracer()
     if settings.tracing.exporter != "none":
@@ -344,6 +369,8 @@ def build_gateway(
         identity=identity,
         control=control,
         base_dir=base_dir,
+        policy=policy,
+        policy_events=policy_events,
     )
 
 

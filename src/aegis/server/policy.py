@@ -1,0 +1,141 @@
+"""The gateway's policy manager: sources from settings; reloads and activations
+turned into metrics, log lines and audit records (docs/bundles.md "Serving")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aegis.audit.sink import AuditSink
+from aegis.bundles import (
+    BundleError,
+    PolicyPathsSource,
+    PublicKey,
+    keyring,
+    open_source,
+)
+from aegis.bundles.history import VersionHistory
+from aegis.bundles.manager import SHARED, ManagerConfig, PolicyManager, Version
+from aegis.bundles.sources import BundleSource
+from aegis.pipeline import PolicyStore
+from aegis.policy.compiled import CompiledPolicy
+from aegis.policy.compiler import compile_text
+from aegis.server.errors import ConfigError
+from aegis.settings import PolicySettings
+from aegis.telemetry import GatewayMetrics, JsonLog
+
+_LOADING = """\
+apiVersion: aegis.dev/v1
+kind: Policy
+metadata: {name: loading, version: loading}
+defaults:
+  outcome: deny
+  reason: the policy bundle has not been loaded yet
+"""
+
+
+def loading_policy() -> CompiledPolicy:
+    """What the store holds until the first bundle is installed: deny everything.
+    No door listens before then; this only keeps the store's type honest."""
+    return compile_text(_LOADING, "<loading>")
+
+
+class GatewayPolicyEvents:
+    """:class:`aegis.bundles.manager.ManagerEvents` for the gateway."""
+
+    def __init__(self, metrics: GatewayMetrics, log: JsonLog) -> None:
+        self.metrics = metrics
+        self.log = log
+        self.audit: AuditSink | None = None  # set once the audit log is open
+        self._active: dict[str, tuple[str, str, str, str]] = {}
+
+    def reloaded(
+        self, tenant: str, result: str, version: Version | None, error: BundleError | None
+    ) -> None:
+        self.metrics.policy_reloads.labels(tenant, result).inc()
+        if error is not None:
+            self.log.warning(
+                "policy.reload_failed",
+                tenant=tenant,
+                code=str(error.code),
+                error=error.message,
+                serving="the last good version",
+            )
+        elif version is not None:
+            self.log.info(
+                "policy.reloaded",
+                tenant=tenant,
+                result=result,
+                version=version.policy.version,
+                revision=version.revision,
+                bundle_hash=version.id,
+            )
+
+    async def activated(self, tenant: str, version: Version, how: str, actor: str | None) -> None:
+        labels = (tenant, version.policy.version, version.revision, version.id)
+        previous = self._active.get(tenant)
+        if previous is not None and previous != labels:
+            self.metrics.policy_active.remove(*previous)
+        self.metrics.policy_active.labels(*labels).set(1)
+        self._active[tenant] = labels
+        self.log.info(
+            "policy.activated",
+            tenant=tenant,
+            how=how,
+            actor=actor,
+            version=version.policy.version,
+            revision=version.revision,
+            bundle_hash=version.id,
+            rules=len(version.policy.rules),
+        )
+        if self.audit is not None:
+            aegis_meta = version.manifest.metadata.get("aegis")
+            bundle: dict[str, Any] = {
+                "revision": version.revision,
+                "origin": version.origin,
+                "how": how,
+                "actor": actor,
+                "manifest": aegis_meta if isinstance(aegis_meta, dict) else {},
+            }
+            await self.audit.record_policy_activation(
+                version.policy, tenant=tenant or None, bundle=bundle
+            )
+
+
+def _keys(settings: PolicySettings) -> dict[str, PublicKey] | None:
+    if not settings.public_key_paths:
+        return None
+    try:
+        return keyring(PublicKey.from_pem(p.read_bytes()) for p in settings.public_key_paths)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"policy.public_key_paths: {exc}") from None
+
+
+def build_policy_manager(
+    settings: PolicySettings, store: PolicyStore, metrics: GatewayMetrics, log: JsonLog
+) -> tuple[PolicyManager, GatewayPolicyEvents]:
+    sources: list[tuple[str, BundleSource]] = []
+    if not any(b.tenant == SHARED for b in settings.bundles):
+        sources.append((SHARED, PolicyPathsSource(settings.paths)))
+    for entry in settings.bundles:
+        try:
+            source = open_source(entry.source, headers=entry.headers, timeout=entry.timeout_seconds)
+        except ValueError as exc:
+            raise ConfigError(f"policy.bundles: {exc}") from None
+        sources.append((entry.tenant, source))
+    events = GatewayPolicyEvents(metrics, log)
+    manager = PolicyManager(
+        sources,
+        store.install,
+        config=ManagerConfig(
+            poll_seconds=settings.poll_seconds,
+            backoff_max_seconds=settings.backoff_max_seconds,
+            keys=_keys(settings),
+            require_signature=settings.require_signature,
+            scope=settings.signature_scope,
+            staged=settings.rollout == "staged",
+            keep_versions=settings.keep_versions,
+        ),
+        history=VersionHistory(settings.state_dir),
+        events=events,
+    )
+    return manager, events
