@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         folder.mkdir()
         pset = generate_policy_set(args.tenants, args.rules)
         for name, text in pset.texts:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(text)
         _write_marker(folder, "a")
         port = _free_port()

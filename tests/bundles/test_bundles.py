@@ -322,3 +322,16 @@ def test_entries_written_as_opa_build_does_are_read() -> None:
 
     files = read_archive(_tar(_file("/.manifest", b"{}"), _file("/data.json", b"{}")))
     assert set(files) == {".manifest", "data.json"}
+
+
+def test_a_gateway_source_build_hashes_what_the_loader_compiles() -> None:
+    """build_bundle(compile_policy=False) skips compiling and Rego; its bundle id is
+    still the compiled policy's, so load_bundle accepts it."""
+    for name in ("finance-payments", "egress", "slack-posting"):
+        cheap = build_example(name, compile_policy=False, use_git=False)
+        full = build_example(name, use_git=False)
+        files = read_archive(cheap)
+        assert "policy.rego" not in files and "policy.rego" in read_archive(full)
+        loaded = load_bundle(cheap)
+        assert loaded.manifest.bundle_id == load_bundle(full).manifest.bundle_id
+        assert loaded.manifest.bundle_id == loaded.compiled_policy.bundle_hash

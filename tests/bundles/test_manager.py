@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -148,7 +149,9 @@ def test_a_changed_folder_is_activated_and_a_broken_one_keeps_the_last_good(
         error = await m.poll(m.slots[SHARED])
         assert error is not None and error.code is ErrorCode.BUNDLE_POLICY_INVALID
         assert decide(harness.current, "crm.lookup").policy_version == "v2"  # last good
-        assert await m.poll(m.slots[SHARED]) is not None  # still broken, still v2
+        # the same broken bytes again: reported once, not reloaded on every poll
+        assert await m.poll(m.slots[SHARED]) is None
+        assert decide(harness.current, "crm.lookup").policy_version == "v2"
         write_policy(folder, policy_text(2, lookup="deny"))  # back to v2's bytes
         assert await m.poll(m.slots[SHARED]) is None
 
@@ -156,10 +159,10 @@ def test_a_changed_folder_is_activated_and_a_broken_one_keeps_the_last_good(
     status = m.status()[0]
     assert status["active"]["policy_version"] == "v2"
     assert status["reloads"]["activated"] == 2  # v1 at start, v2
-    assert status["reloads"]["failed"] == 2
+    assert status["reloads"]["failed"] == 1
     assert status["last_error"]["code"] == "bundle.policy_invalid"
     assert [r[1] for r in events.reloads] == [
-        "activated", "activated", "failed", "failed", "unchanged"
+        "activated", "activated", "failed", "unchanged", "unchanged"
     ]  # fmt: skip
     assert [a[1] for a in events.activations] == ["v1", "v2"]
 
@@ -443,3 +446,40 @@ def test_only_the_newest_versions_are_kept(tmp_path: Path) -> None:
     assert versions == ["v3", "v4", "v5"]
     assert len(list((state / "versions").iterdir())) == 3
     assert BundleErrorCode.TENANT_MISMATCH is ErrorCode.BUNDLE_TENANT_MISMATCH
+
+
+def test_only_serving_versions_stay_compiled_and_others_reload_verified(tmp_path: Path) -> None:
+    """Memory stays bounded by two compiled policies per slot however many versions
+    are kept; rolling back to a kept version loads and verifies its archive again."""
+    folder, state = tmp_path / "policy", tmp_path / "state"
+    write_policy(folder, policy_text(1))
+    m = manager([(SHARED, DirectorySource(folder))], Harness(), state=state, staged=True)
+
+    async def run() -> None:
+        await m.start(poll=False)
+        for n in (2, 3):
+            write_policy(folder, policy_text(n))
+            await m.poll(m.slots[SHARED])
+            await m.promote(SHARED, "enforce")
+        write_policy(folder, policy_text(4))
+        await m.poll(m.slots[SHARED])  # v4: the shadow candidate
+        slot = m.slots[SHARED]
+        compiled = sorted(v.policy_version for v in slot.versions.values() if v.compiled)
+        assert compiled == ["v3", "v4"]  # active and candidate only
+        status = await m.rollback(SHARED, to="v1")
+        assert status["active"]["policy_version"] == "v1"
+        assert sorted(v.policy_version for v in slot.versions.values() if v.compiled) == ["v1"]
+        # a kept archive changed on disk (and in memory) is refused, nothing changes
+        v2 = next(v for v in slot.versions.values() if v.policy_version == "v2")
+        from aegis.bundles import read_archive, write_archive
+
+        files = read_archive(v2.archive)
+        files["policy.yaml"] = files["policy.yaml"].replace(b"allow", b"deny")
+        slot.versions[v2.id] = dataclasses.replace(v2, archive=write_archive(files))
+        with pytest.raises(RolloutError) as info:
+            await m.rollback(SHARED, to="v2")
+        assert info.value.code is ErrorCode.ROLLOUT_INVALID
+        assert "bundle.file_mismatch" in info.value.message
+        assert m.status()[0]["active"]["policy_version"] == "v1"
+
+    asyncio.run(run())

@@ -367,14 +367,18 @@ def test_policy_folder_builds_a_bundle(tmp_path: Path) -> None:
         assert edited.etag != first.etag
         assert read_archive(edited.data)["policy.yaml"].endswith(b"# edited\n")
         load_bundle(edited.data)
-        # an invalid policy is the policy's fault, not the source's
+        # an invalid policy is the policy's fault, not the source's: the source
+        # packs it (hashed, not compiled), the loader refuses it
         good = policy.read_text()
         policy.write_text("apiVersion: aegis.dev/v1\nkind: Policy\nrules: [\n")
+        broken = await source.fetch()
+        assert broken.data is not None
         with pytest.raises(BundleError) as info:
-            await source.fetch()
+            load_bundle(broken.data)
         assert info.value.code is ErrorCode.BUNDLE_POLICY_INVALID
-        policy.write_text(good)  # back to the last good bytes: nothing new to load
-        assert (await source.fetch()).data is None
+        policy.write_text(good)  # back to the edited bytes: a bundle again
+        again = await source.fetch()
+        assert again.data == edited.data
 
     asyncio.run(run())
 

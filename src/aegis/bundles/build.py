@@ -14,7 +14,7 @@ from aegis.bundles.archive import write_archive
 from aegis.bundles.errors import BundleError, BundleErrorCode
 from aegis.bundles.layout import DATA_FILE, REGO_FILE, Manifest, is_bundle_policy_file
 from aegis.bundles.signing import MANIFEST_FILE
-from aegis.bundles.verify import compile_files
+from aegis.bundles.verify import compile_files, policy_files_hash
 from aegis.policy.compiled import CompiledPolicy
 from aegis.policy.compiler import named_policy_files
 
@@ -70,11 +70,16 @@ def build_bundle(
     built_at: datetime | None = None,
     source_commit: str | None = None,
     use_git: bool = True,
+    compile_policy: bool = True,
 ) -> bytes:
     """Compile ``paths`` (refusing an invalid set) and pack them as a bundle archive.
 
     The same inputs (including ``built_at``) give the same bytes. ``revision``
     defaults to the git commit, else the first 12 hex digits of the bundle id.
+
+    ``compile_policy=False`` is for a gateway's own sources, whose loader compiles
+    the bundle anyway: the files are hashed for the bundle id, not compiled, and
+    no ``policy.rego`` is generated -- half the work of a hot reload.
     """
     files: dict[str, bytes] = {}
     try:
@@ -89,25 +94,29 @@ def build_bundle(
         raise BundleError(
             BundleErrorCode.POLICY_INVALID, f"cannot read {exc.filename}: {exc.strerror}"
         ) from None
-    # Compiled from the bytes just read, as load_bundle will compile them: a file
-    # edited during the build cannot give a manifest that disagrees with its files.
-    compiled = compile_files(files)
+    # From the bytes just read, as load_bundle will read them: a file edited
+    # during the build cannot give a manifest that disagrees with its files.
+    compiled = compile_files(files) if compile_policy else None
     if use_git and paths and (source_commit is None or author is None):
         commit, git_author = git_commit(paths[0])
         source_commit = source_commit or commit
         author = author or git_author
-    rego, rego_note = _rego(compiled)
-    if rego is not None:
-        files[REGO_FILE] = rego
+    if compiled is not None:
+        rego_text, rego_note = _rego(compiled)
+        if rego_text is not None:
+            files[REGO_FILE] = rego_text
+        bundle_id, policy_version = compiled.bundle_hash, compiled.version
+    else:
+        rego_note = {"included": False, "reason": "built by a gateway source"}
+        bundle_id, policy_version = policy_files_hash(files), None
     when = (built_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    bundle_id = compiled.bundle_hash
     manifest = Manifest(
         revision=revision or source_commit or bundle_id[7:19],
         roots=tuple(roots) if roots else ("",),
         metadata={
             "aegis": {
                 "bundle_id": bundle_id,
-                "policy_version": compiled.version,
+                "policy_version": policy_version,
                 "author": author,
                 "built_at": when.isoformat().replace("+00:00", "Z"),
                 "source_commit": source_commit,

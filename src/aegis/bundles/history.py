@@ -43,6 +43,8 @@ class SlotRecord:
     revisions: dict[str, str] = field(default_factory=dict)
     loaded_at: dict[str, str] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
+    policy_versions: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,8 @@ class SlotRecord:
             "revisions": self.revisions,
             "loaded_at": self.loaded_at,
             "origins": self.origins,
+            "policy_versions": self.policy_versions,
+            "rules": self.rules,
         }
 
     @classmethod
@@ -70,6 +74,16 @@ class SlotRecord:
             if not isinstance(value, dict):
                 return {}
             return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+        def int_map(key: str) -> dict[str, int]:
+            value = raw.get(key, {})
+            if not isinstance(value, dict):
+                return {}
+            return {
+                k: v
+                for k, v in value.items()
+                if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            }
 
         def opt(key: str) -> str | None:
             value = raw.get(key)
@@ -88,6 +102,8 @@ class SlotRecord:
             revisions=str_map("revisions"),
             loaded_at=str_map("loaded_at"),
             origins=str_map("origins"),
+            policy_versions=str_map("policy_versions"),
+            rules=int_map("rules"),
         )
 
 

@@ -230,7 +230,7 @@ class DirectorySource:
         if any(name == MANIFEST_FILE for name, _, _ in fingerprint):
             data = self._pack(fingerprint)
         else:
-            data = build_bundle([self.path], use_git=False, built_at=_EPOCH)
+            data = build_bundle([self.path], use_git=False, built_at=_EPOCH, compile_policy=False)
         if len(data) > self.max_bytes:
             raise BundleSourceError(
                 f"{self.name}: bundle is {len(data)} bytes, over the {self.max_bytes}-byte cap"
@@ -302,7 +302,7 @@ class PolicyPathsSource:
         fingerprint = self._scan_all()
         if fingerprint == self._fingerprint:
             return Fetched(None, self._digest, self.name)
-        data = build_bundle(self.paths, use_git=False, built_at=_EPOCH)
+        data = build_bundle(self.paths, use_git=False, built_at=_EPOCH, compile_policy=False)
         if len(data) > self.max_bytes:
             raise BundleSourceError(
                 f"{self.name}: bundle is {len(data)} bytes, over the {self.max_bytes}-byte cap"

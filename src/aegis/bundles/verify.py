@@ -13,7 +13,7 @@ from aegis.bundles.layout import Manifest, is_bundle_policy_file, roots_overlap
 from aegis.bundles.signing import MANIFEST_FILE, PublicKey, SignatureInfo, verify_files
 from aegis.errors import PolicyLoadError
 from aegis.policy.compiled import CompiledPolicy
-from aegis.policy.compiler import compile_sources
+from aegis.policy.compiler import compile_sources, text_hash
 from aegis.policy.source import SourceDocument, parse_source
 
 
@@ -25,24 +25,36 @@ class LoadedBundle:
     signature: SignatureInfo | None = None
 
 
-def compile_files(files: Mapping[str, bytes]) -> CompiledPolicy:
-    """Compile a bundle's policy files (by entry name) into one policy set."""
-    parsed = []
+def _policy_texts(files: Mapping[str, bytes]) -> list[tuple[str, str]]:
+    texts = []
     for name in sorted(files):
         if not is_bundle_policy_file(name):
             continue
         try:
-            text = files[name].decode("utf-8")
+            texts.append((name, files[name].decode("utf-8")))
         except UnicodeDecodeError as exc:
             raise BundleError(
                 BundleErrorCode.POLICY_INVALID, f"{name!r} is not valid UTF-8 at byte {exc.start}"
             ) from None
+    if not texts:
+        raise BundleError(BundleErrorCode.POLICY_INVALID, "bundle holds no policy files")
+    return texts
+
+
+def policy_files_hash(files: Mapping[str, bytes]) -> str:
+    """The bundle id of a bundle's policy files without compiling them (it equals
+    ``compile_files(files).bundle_hash``)."""
+    return text_hash(_policy_texts(files))
+
+
+def compile_files(files: Mapping[str, bytes]) -> CompiledPolicy:
+    """Compile a bundle's policy files (by entry name) into one policy set."""
+    parsed = []
+    for name, text in _policy_texts(files):
         doc = parse_source(text, name)
         parsed.append(
             dataclasses.replace(doc, name=name) if isinstance(doc, SourceDocument) else doc
         )
-    if not parsed:
-        raise BundleError(BundleErrorCode.POLICY_INVALID, "bundle holds no policy files")
     try:
         return compile_sources(parsed)
     except PolicyLoadError as exc:

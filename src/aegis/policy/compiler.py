@@ -660,13 +660,18 @@ def stage_check(ctx: CompileContext, docs: list[m.PolicyDocument], resolved: Res
 
 
 def bundle_hash(sources: Sequence[SourceDocument]) -> str:
-    """sha256 over (name in the set, text) pairs in name order: the identity of the bytes.
+    """sha256 over (name in the set, text) pairs in name order: the identity of the bytes."""
+    return text_hash((source.set_name, source.text) for source in sources)
+
+
+def text_hash(named_texts: Iterable[tuple[str, str]]) -> str:
+    """:func:`bundle_hash` from (name in the set, text) pairs, without parsing them.
 
     Lengths prefix each part, so no two different sets serialise the same way.
     """
     digest = hashlib.sha256()
-    for source in sorted(sources, key=lambda s: s.set_name):
-        for part in (source.set_name, source.text):
+    for name, text in sorted(named_texts, key=lambda pair: pair[0]):
+        for part in (name, text):
             data = part.encode("utf-8", "surrogatepass")
             digest.update(len(data).to_bytes(8, "big"))
             digest.update(data)

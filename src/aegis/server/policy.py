@@ -134,6 +134,7 @@ def build_policy_manager(
             scope=settings.signature_scope,
             staged=settings.rollout == "staged",
             keep_versions=settings.keep_versions,
+            quiet_gc=True,  # the gateway owns its process's GC (gc.freeze at start too)
         ),
         history=VersionHistory(settings.state_dir),
         events=events,
