@@ -171,6 +171,7 @@ def bench_compile_load(pset: PolicySet, reps: int) -> tuple[dict[str, Any], byte
     unsigned_s: list[float] = []
     verified_s: list[float] = []
     verify_only_s: list[float] = []
+    quiet_s: list[float] = []
     parts: dict[str, list[float]] = {}
     for _ in range(reps):  # interleaved, so drift on a shared host hits all alike
         gc.collect()
@@ -182,6 +183,13 @@ def bench_compile_load(pset: PolicySet, reps: int) -> tuple[dict[str, Any], byte
         if verified.signature is None:
             raise SystemExit("the signed bundle loaded without a verified signature")
         loads.append(loaded)
+        gc.collect()
+        # As the gateway reloads (aegis.bundles.manager._QuietLoad): collector paused.
+        gc.disable()
+        try:
+            quiet_s.append(_timed(lambda: load_bundle(bundle))[1])
+        finally:
+            gc.enable()
         gc.collect()
         verify_only_s.append(_timed(lambda: verify_files(signed_files, keys))[1])
         gc.collect()
@@ -216,6 +224,13 @@ def bench_compile_load(pset: PolicySet, reps: int) -> tuple[dict[str, Any], byte
                 **_spread(unsigned_s),
                 "gc": "enabled (a load allocates; collections are part of its cost), "
                 "gc.collect() before each run",
+            },
+            "load_as_the_gateway_reloads": {
+                **_spread(quiet_s),
+                "gc": "paused during the load, as aegis.bundles.manager does for a reload "
+                "(a load makes no cyclic garbage)",
+                "target_seconds": TARGET_LOAD_S,
+                "met": statistics.median(quiet_s) <= TARGET_LOAD_S,
             },
             "load_parts_median_s": {k: round(statistics.median(v), 4) for k, v in parts.items()},
             "signed": {
