@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from aegis.bundles.manager import SHARED, ManagerConfig, PolicyManager
+from aegis.bundles.sources import DirectorySource
 from aegis.control import OperatorStore, hash_secret
 from aegis.control.api import build_control_routes
 from aegis.http.router import Router
@@ -56,6 +58,7 @@ class Plane:
     b_token: str = ""
     b_jti: str = ""
     a_token: str = ""
+    policies: PolicyManager | None = None
 
     async def call(
         self, method: str, path: str, body: Any = None, *, role: str = "platform_engineer",
@@ -71,7 +74,38 @@ class Plane:
         revs = sorted(r.id for r in self.kill_switch.active(TENANT_B))
         actions = len(await self.kill_switch.actions(TENANT_B))
         recorded = [r for r in self.records if r[1] == TENANT_B]
-        return agents, revs, actions, len(recorded)
+        policy = None
+        if self.policies is not None:
+            (slot,) = self.policies.status([TENANT_B])
+            policy = (slot["active"], slot["candidate"], slot["pinned"], len(slot["versions"]))
+        return agents, revs, actions, len(recorded), policy
+
+
+POLICY = """\
+apiVersion: aegis.dev/v1
+kind: Policy
+metadata: {{name: {name}, version: {version}}}
+rules:
+  - {{id: r-{version}, match: {{tools: [crm.lookup]}}, effect: allow, reason: ok}}
+"""
+
+
+async def policy_manager(tmp_path: Path) -> PolicyManager:
+    """Shared, tenant A and tenant B slots; B has a candidate in shadow and two versions."""
+    sources: list[tuple[str, DirectorySource]] = []
+    folders = {}
+    for tenant, name in ((SHARED, "shared"), (TENANT_A, "a"), (TENANT_B, "b")):
+        folder = tmp_path / f"policy-{name}"
+        folder.mkdir()
+        (folder / "policy.yaml").write_text(POLICY.format(name=name, version=f"{name}1"))
+        roots = [f"tenants/{tenant}"] if tenant else None
+        sources.append((tenant, DirectorySource(folder, roots=roots)))
+        folders[tenant] = folder
+    manager = PolicyManager(sources, lambda _policies: None, config=ManagerConfig(staged=True))
+    await manager.start(poll=False)
+    (folders[TENANT_B] / "policy.yaml").write_text(POLICY.format(name="b", version="b2"))
+    await manager.poll(manager.slots[TENANT_B])
+    return manager
 
 
 @asynccontextmanager
@@ -93,6 +127,7 @@ async def plane(tmp_path: Path, *, with_minter: bool = True) -> AsyncIterator[Pl
         minter=minter if with_minter else None,
         verifier=verifier,
         record=record,
+        policies=(policies := await policy_manager(tmp_path)),
     )
     for tenant, prefix in ((TENANT_A, "a"), (TENANT_B, "b")):
         await registry.register(
@@ -110,7 +145,7 @@ async def plane(tmp_path: Path, *, with_minter: bool = True) -> AsyncIterator[Pl
     client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
     try:
         yield Plane(client, registry, kill_switch, minter, verifier, records, b_token,
-                    b_claims.jti, a_token)  # fmt: skip
+                    b_claims.jti, a_token, policies)  # fmt: skip
     finally:
         await client.aclose()
         await server.stop(0.1)

@@ -40,6 +40,11 @@ def endpoints(p: Plane, agent: str) -> list[tuple[str, str, Any]]:
         ("POST", f"{B}/tokens/inspect", {"token": p.b_token}),
         ("POST", "/v1/control/revocations", {"kind": "global", "reason": "x", "confirm": True}),
         ("HEAD", f"{B}/agents", None),
+        ("GET", f"{B}/policy", None),
+        ("POST", f"{B}/policy/promote", {"stage": "enforce", "reason": "x"}),
+        ("POST", f"{B}/policy/rollback", {"reason": "x"}),
+        ("POST", "/v1/control/policy/promote", {"stage": "enforce", "reason": "x"}),
+        ("POST", "/v1/control/policy/rollback", {"reason": "x"}),
     ]
 
 
@@ -64,7 +69,7 @@ def test_cross_tenant_credentials_touch_nothing_of_b(tmp_path: Path) -> None:
             role=st.sampled_from(ROLES),
             bad_credentials=st.booleans(),
             agent=st.sampled_from(B_AGENTS),
-            index=st.integers(min_value=0, max_value=16),
+            index=st.integers(min_value=0, max_value=21),
         )
         def walk(role: str, bad_credentials: bool, agent: str, index: int) -> None:
             method, path, body = endpoints(p, agent)[index]

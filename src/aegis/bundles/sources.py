@@ -25,7 +25,8 @@ import hashlib
 import os
 import random
 import stat
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +108,22 @@ def backoff_delay(
     return min(cap, max(0.0, ceiling * rand()))
 
 
+#: A file modified this recently may be modified again within the same mtime tick
+#: without its size changing, so its stats cannot vouch that it is unchanged.
+RACY_SECONDS: Final = 2.0
+
+
+def _settled(mtimes_ns: Iterable[int]) -> bool:
+    """Whether every mtime is old enough for (size, mtime) to prove "unchanged".
+
+    Git's "racily clean" problem: two writes within one timestamp tick that keep
+    the size look identical by stats alone. A fingerprint taken while a file is
+    that young is not remembered, so the next poll reads and hashes it again.
+    """
+    horizon = time.time_ns() - int(RACY_SECONDS * 1e9)
+    return all(m < horizon for m in mtimes_ns)
+
+
 # -- files ------------------------------------------------------------------------------
 
 
@@ -147,7 +164,7 @@ class FileSource:
             raise BundleSourceError(f"{self.name}: larger than the {self.max_bytes}-byte cap")
         digest = _sha256(data)
         unchanged = digest == self._digest  # touched, copied over with the same bytes...
-        self._stat, self._digest = key, digest
+        self._stat, self._digest = (key if _settled([st.st_mtime_ns]) else None), digest
         return Fetched(None if unchanged else data, digest, self.name)
 
 
@@ -207,10 +224,19 @@ class DirectorySource:
     ``BundleError`` too. Only a folder that cannot be read is a source error.
     """
 
-    def __init__(self, path: Path | str, *, max_bytes: int = MAX_TOTAL_BYTES) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_bytes: int = MAX_TOTAL_BYTES,
+        roots: Sequence[str] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.name = str(self.path)
         self.max_bytes = max_bytes
+        #: Manifest roots for a bundle built from policy sources (a tenant's own
+        #: folder is rooted at tenants/<tenant>); an unpacked bundle keeps its own.
+        self.roots = tuple(roots) if roots else None
         self._fingerprint: _Fingerprint | None = None
         self._digest: str | None = None
 
@@ -230,7 +256,13 @@ class DirectorySource:
         if any(name == MANIFEST_FILE for name, _, _ in fingerprint):
             data = self._pack(fingerprint)
         else:
-            data = build_bundle([self.path], use_git=False, built_at=_EPOCH, compile_policy=False)
+            data = build_bundle(
+                [self.path],
+                use_git=False,
+                built_at=_EPOCH,
+                compile_policy=False,
+                roots=self.roots,
+            )
         if len(data) > self.max_bytes:
             raise BundleSourceError(
                 f"{self.name}: bundle is {len(data)} bytes, over the {self.max_bytes}-byte cap"
@@ -239,7 +271,8 @@ class DirectorySource:
         unchanged = digest == self._digest
         # The fingerprint taken *before* reading: a write racing the read changes the
         # stats, so the next poll rebuilds rather than missing it.
-        self._fingerprint, self._digest = fingerprint, digest
+        settled = _settled(m for _, _, m in fingerprint)
+        self._fingerprint, self._digest = (fingerprint if settled else None), digest
         return Fetched(None if unchanged else data, digest, self.name)
 
     def _pack(self, fingerprint: _Fingerprint) -> bytes:
@@ -309,7 +342,8 @@ class PolicyPathsSource:
             )
         digest = _sha256(data)
         unchanged = digest == self._digest
-        self._fingerprint, self._digest = fingerprint, digest
+        settled = _settled(m for part in fingerprint for _, _, m in part)
+        self._fingerprint, self._digest = (fingerprint if settled else None), digest
         return Fetched(None if unchanged else data, digest, self.name)
 
 
@@ -439,10 +473,13 @@ def open_source(
     headers: Mapping[str, str] | None = None,
     timeout: float = 10.0,
     max_bytes: int = MAX_TOTAL_BYTES,
+    roots: Sequence[str] | None = None,
 ) -> BundleSource:
-    """An http(s) URL -> HttpSource; an existing folder -> DirectorySource; else a file."""
+    """An http(s) URL -> HttpSource; an existing folder -> DirectorySource; else a file.
+
+    ``roots`` applies to a folder of policy sources, which this side builds."""
     if spec.lower().startswith(("http://", "https://")):
         return HttpSource(spec, headers=headers, timeout=timeout, max_bytes=max_bytes)
     if Path(spec).is_dir():
-        return DirectorySource(spec, max_bytes=max_bytes)
+        return DirectorySource(spec, max_bytes=max_bytes, roots=roots)
     return FileSource(spec, max_bytes=max_bytes)

@@ -647,8 +647,8 @@ async def _policy_status(api: _ControlApi, ctx: _Ctx) -> HttpResponse:
 
 async def _policy_change(api: _ControlApi, ctx: _Ctx, action: str) -> HttpResponse:
     api._require(ctx, Permission.ROLLOUT)
+    tenant = _rollout_scope(ctx)  # refusals first: they never depend on configuration
     manager = _policy_manager(api)
-    tenant = _rollout_scope(ctx)
     body = _body(ctx.request, ctx.tenant)
     reason = _str(body, "reason")
     actor = api._actor(ctx)

@@ -14,6 +14,10 @@ _ERROR_CODES = {
     "404": "control.not_found: no such agent (in a held tenant), or feature not configured",
     "409": "control.conflict: the agent exists already, or its state forbids this",
     "428": "control.confirmation_required: a mass revocation without confirm and reason",
+    "rollout404": "rollout.unknown_tenant / rollout.unknown_version, or control.not_found "
+    "when the gateway serves no bundles",
+    "rollout409": "rollout.invalid: nothing to promote, already active, a bad share or stage, "
+    "no earlier version, or a version that no longer loads",
 }
 
 
@@ -34,7 +38,7 @@ def _op(
         ok: {"description": "success", "content": {_JSON: {"schema": _ref(schema)}}}
     }
     for code in errors:
-        responses[code] = {
+        responses[code.removeprefix("rollout")] = {
             "description": _ERROR_CODES[code],
             "content": {_JSON: {"schema": _ref("Error")}},
         }
@@ -153,6 +157,62 @@ _SCHEMAS: dict[str, Any] = {
         ("id", "action", "revocation", "actor", "reason", "at"),
     ),
     "Actions": _obj({"actions": {"type": "array", "items": _ref("Action")}}, ("actions",)),
+    "PolicyVersion": _obj(
+        {
+            "id": {"type": "string", "description": "bundle id: sha256 of the policy files"},
+            "revision": {"type": "string"},
+            "policy_version": {"type": "string"},
+            "rules": {"type": "integer"},
+            "origin": {"type": "string"},
+            "loaded_at": {"type": "string"},
+        },
+        ("id", "revision", "policy_version"),
+    ),
+    "PolicySlot": _obj(
+        {
+            "tenant": {"type": "string", "description": "'' is the shared policy"},
+            "source": {"type": ["string", "null"]},
+            "active": {"oneOf": [{"type": "null"}, _ref("PolicyVersion")]},
+            "candidate": {
+                "oneOf": [
+                    {"type": "null"},
+                    {
+                        "allOf": [_ref("PolicyVersion")],
+                        "properties": {
+                            "stage": {"enum": ["shadow", "canary"]},
+                            "percent": {"type": "number"},
+                            "by": {"enum": ["agent", "call"]},
+                        },
+                    },
+                ]
+            },
+            "pinned": {"type": "boolean"},
+            "versions": {"type": "array", "items": _ref("PolicyVersion")},
+            "reloads": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "consecutive_failures": {"type": "integer"},
+            "last_error": {"type": ["object", "null"]},
+            "last_fetch_at": {"type": ["string", "null"]},
+        },
+        ("tenant", "active", "candidate", "pinned", "versions", "reloads"),
+    ),
+    "PolicySlots": _obj({"slots": {"type": "array", "items": _ref("PolicySlot")}}, ("slots",)),
+    "Promote": _obj(
+        {
+            "stage": {"enum": ["shadow", "canary", "enforce"]},
+            "version": {"type": "string", "description": "default: the candidate"},
+            "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+            "by": {"enum": ["agent", "call"]},
+            "reason": {"type": "string"},
+        },
+        ("stage", "reason"),
+    ),
+    "Rollback": _obj(
+        {
+            "to": {"type": "string", "description": "default: the previous active version"},
+            "reason": {"type": "string"},
+        },
+        ("reason",),
+    ),
     "MintRequest": _obj(
         {
             "scopes": _STRS,
@@ -297,12 +357,53 @@ def control_openapi_document() -> dict[str, Any]:
             ),
         },
     }
+    rollout = "policy_owner, platform_engineer"
+    rollout_errors = ("400", "401", "403", "rollout404", "rollout409")
+    for prefix, params, who in (
+        ("/v1/control/policy", [], f"{rollout} holding '*'"),
+        (t + "/policy", [_TENANT], rollout),
+    ):
+        scope = "the shared policy" if not params else "the tenant's own bundle"
+        paths[prefix] = {
+            "parameters": params,
+            "get": _op(
+                f"Versions of {scope}: active, candidate, kept versions, reload counts"
+                + ("" if params else " (and of each tenant the operator holds)"),
+                _READ,
+                "200",
+                "PolicySlots",
+                errors=("401", "403", "rollout404"),
+            ),
+        }
+        paths[prefix + "/promote"] = {
+            "parameters": params,
+            "post": _op(
+                f"Move a version of {scope} to shadow, canary or enforce",
+                who,
+                "200",
+                "PolicySlot",
+                body="Promote",
+                errors=rollout_errors,
+            ),
+        }
+        paths[prefix + "/rollback"] = {
+            "parameters": params,
+            "post": _op(
+                f"Make an earlier version of {scope} active now and pin it",
+                who,
+                "200",
+                "PolicySlot",
+                body="Rollback",
+                errors=rollout_errors,
+            ),
+        }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Aegis control plane",
             "version": "1",
-            "description": "Operator API: agents, tokens, revocations. Every call is "
+            "description": "Operator API: agents, tokens, revocations, policy versions. "
+            "Every call is "
             "limited to the operator's tenants; every mutation is recorded.",
         },
         "security": [{"operatorToken": []}],

@@ -14,7 +14,7 @@ from aegis.bundles import (
     open_source,
 )
 from aegis.bundles.history import VersionHistory
-from aegis.bundles.manager import SHARED, ManagerConfig, PolicyManager, Version
+from aegis.bundles.manager import SHARED, TENANT_ROOT, ManagerConfig, PolicyManager, Version
 from aegis.bundles.sources import BundleSource
 from aegis.pipeline import PolicyStore
 from aegis.policy.compiled import CompiledPolicy
@@ -118,7 +118,12 @@ def build_policy_manager(
         sources.append((SHARED, PolicyPathsSource(settings.paths)))
     for entry in settings.bundles:
         try:
-            source = open_source(entry.source, headers=entry.headers, timeout=entry.timeout_seconds)
+            source = open_source(
+                entry.source,
+                headers=entry.headers,
+                timeout=entry.timeout_seconds,
+                roots=[f"{TENANT_ROOT}/{entry.tenant}"] if entry.tenant else None,
+            )
         except ValueError as exc:
             raise ConfigError(f"policy.bundles: {exc}") from None
         sources.append((entry.tenant, source))
