@@ -6,15 +6,24 @@ import asyncio
 import hashlib
 import io
 import json
+import threading
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 from click.testing import CliRunner
 
-from aegis.bundles import build_bundle
+from aegis.bundles import (
+    PublicKey,
+    build_bundle,
+    read_archive,
+    sign_bundle,
+    write_archive,
+)
 from aegis.cli.main import cli
+from aegis.identity.keys import SigningKey
 from aegis.server import build_gateway
 from aegis.settings import AegisSettings
 
@@ -294,3 +303,118 @@ def test_tenant_bundles_staged_rollout_and_rollback_by_command(tmp_path: Path) -
     assert kinds["rollout"] == 3  # canary, enforce, rollback (refusals change nothing)
     assert ("acme", "v2", "promote:enforce") in activations
     assert ("acme", "v1", "rollback") in activations
+
+
+class _BundleHandler(BaseHTTPRequestHandler):
+    """OPA's bundle service, the part a gateway uses: GET with ETag / If-None-Match."""
+
+    server: _BundleServer
+
+    def do_GET(self) -> None:
+        srv = self.server
+        srv.seen_if_none_match.append(self.headers.get("If-None-Match"))
+        etag = '"' + hashlib.sha256(srv.body).hexdigest()[:16] + '"'
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/gzip")
+        self.send_header("ETag", etag)
+        self.send_header("Content-Length", str(len(srv.body)))
+        self.end_headers()
+        self.wfile.write(srv.body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+class _BundleServer(ThreadingHTTPServer):
+    def __init__(self, body: bytes) -> None:
+        super().__init__(("127.0.0.1", 0), _BundleHandler)
+        self.body = body
+        self.seen_if_none_match: list[str | None] = []
+
+
+def test_signed_bundles_over_http_refuse_bad_ones_and_keep_serving(tmp_path: Path) -> None:
+    """Issue 3 items 2 and 4 through the gateway: a bundle server polled with ETag;
+    a tampered, an unsigned and a wrong-key bundle are each refused with their code
+    while the last good version keeps deciding; a good one is picked up."""
+    key, other = SigningKey.generate(), SigningKey.generate()
+    (tmp_path / "bundle-key.pub.pem").write_bytes(PublicKey.of(key).to_pem())
+    src = tmp_path / "src"
+    src.mkdir()
+
+    def bundle(v: str, signer: SigningKey | None) -> bytes:
+        (src / "policy.yaml").write_text(version_text(v, EXPECT[v][0], filler=3))
+        data = build_bundle([src], use_git=False)
+        return sign_bundle(data, signer, scope="prod") if signer else data
+
+    good = bundle("v1", key)
+    files = read_archive(good)
+    files["policy.yaml"] = files["policy.yaml"].replace(b"effect: allow", b"effect: deny")
+    tampered = write_archive(files)
+    server = _BundleServer(good)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/bundles/shared.tar.gz"
+    gateway = build_gateway(
+        settings(
+            tmp_path,
+            bundles=[{"source": url}],
+            require_signature=True,
+            public_key_paths=[str(tmp_path / "bundle-key.pub.pem")],
+            signature_scope="prod",
+        ),
+        log_stream=(log := io.StringIO()),
+    )
+
+    async def scenario() -> None:
+        ports = await gateway.start()
+        slot = gateway.policy.slots[""]  # type: ignore[union-attr]
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['api']}") as api:
+
+                async def version() -> tuple[str, str]:
+                    d = (await api.post("/v1/decide", json=lookup())).json()
+                    return d["policy_version"], d["outcome"]
+
+                async def served(body: bytes, failed: int) -> None:
+                    server.body = body
+                    for _ in range(100):
+                        if slot.counts["failed"] >= failed and slot.last_fetch_at:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert slot.counts["failed"] == failed, slot.last_error
+
+                assert await version() == ("v1", "allow")
+                for n, (body, code) in enumerate(
+                    [
+                        (tampered, "bundle.file_mismatch"),
+                        (bundle("v2", None), "bundle.unsigned"),
+                        (bundle("v2", other), "bundle.unknown_key"),
+                    ],
+                    start=1,
+                ):
+                    await served(body, n)
+                    assert slot.last_error is not None and slot.last_error["code"] == code
+                    assert await version() == ("v1", "allow")  # the last good one
+                server.body = bundle("v2", key)
+                for _ in range(100):
+                    if await version() == ("v2", "deny"):
+                        break
+                    await asyncio.sleep(0.05)
+                assert await version() == ("v2", "deny")
+        finally:
+            await gateway.stop()
+            server.shutdown()
+
+    asyncio.run(scenario())
+    assert server.seen_if_none_match[0] is None
+    assert any(tag for tag in server.seen_if_none_match[1:])  # 304s between changes
+    events = [json.loads(line) for line in log.getvalue().splitlines()]
+    refused = [e for e in events if e.get("event") == "policy.reload_failed"]
+    assert [e["code"] for e in refused] == [
+        "bundle.file_mismatch", "bundle.unsigned", "bundle.unknown_key"
+    ]  # fmt: skip
