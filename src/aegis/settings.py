@@ -61,6 +61,12 @@ class PolicySettings(_Section):
     # config file). None: in memory only, as OPA's bundles without `persist`.
     state_dir: Path | None = None
     keep_versions: int = Field(default=20, ge=2, le=1000)
+    # Replicas share what each slot serves (active, candidate, stage, pinned) through
+    # PostgreSQL, so a promote or rollback on one reaches all within poll_seconds.
+    shared_state_dsn: str | None = None
+    shared_state_table_prefix: str = Field(
+        default="aegis_policy", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$"
+    )
 
     @model_validator(mode="after")
     def _one_source_per_tenant(self) -> PolicySettings:

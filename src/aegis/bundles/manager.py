@@ -41,6 +41,7 @@ from aegis.bundles.archive import read_archive
 from aegis.bundles.errors import BundleError, BundleErrorCode
 from aegis.bundles.history import SlotRecord, VersionHistory
 from aegis.bundles.layout import Manifest
+from aegis.bundles.shared import SharedRolloutStore, SharedSlot, SharedStateError
 from aegis.bundles.signing import MANIFEST_FILE, PublicKey
 from aegis.bundles.sources import BundleSource, BundleSourceError, backoff_delay
 from aegis.bundles.verify import LoadedBundle, load_bundle
@@ -257,6 +258,7 @@ class PolicyManager:
         history: VersionHistory | None = None,
         events: ManagerEvents | None = None,
         clock: Callable[[], str] = _now,
+        shared: SharedRolloutStore | None = None,
     ) -> None:
         self.config = config or ManagerConfig()
         self.history = history or VersionHistory(None)
@@ -272,6 +274,11 @@ class PolicyManager:
         self._lock = asyncio.Lock()
         self._installed: dict[str, str | None] = {}
         self._switching = _QuietLoad(self.config.quiet_gc)
+        #: The fleet's rollout state (None: this gateway alone decides its state).
+        self.shared = shared
+        self._shared_rev = 0
+        self._shared_seen: dict[str, SharedSlot] = {}
+        self.shared_error: str | None = None
 
     # -- start and stop ------------------------------------------------------------------
     async def start(self, *, poll: bool = True) -> None:
@@ -285,6 +292,9 @@ class PolicyManager:
             record = saved.get(tenant)
             if record is not None:
                 await self._restore(slot, record)
+        # The fleet's state first (what the other replicas serve), then the sources:
+        # a version published since is newer than both and is placed on top.
+        await self.sync_shared(install=False)
         errors: dict[str, BundleError] = {}
         for slot in self.slots.values():
             error = await self.poll(slot, install=False)
@@ -303,6 +313,10 @@ class PolicyManager:
                 for slot in self.slots.values()
                 if slot.source is not None
             ]
+            if self.shared is not None:
+                self._tasks.append(
+                    asyncio.create_task(self._shared_loop(), name="bundle-shared-state")
+                )
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -315,6 +329,9 @@ class PolicyManager:
             if slot.source is not None:
                 with contextlib.suppress(Exception):
                     await slot.source.aclose()
+        if self.shared is not None:
+            with contextlib.suppress(Exception):
+                await self.shared.close()
 
     async def _restore(self, slot: Slot, record: SlotRecord) -> None:
         """Saved versions back: the active one and the candidate loaded and verified
@@ -468,6 +485,10 @@ class PolicyManager:
         record = slot.record
         if version.id in (record.active, record.candidate):
             return "unchanged"
+        if record.pinned and version.id in record.versions:
+            # Rolled back from: a replica meeting it at its source for the first
+            # time must not bring it back, not even as a candidate.
+            return "unchanged"
         self._remember(slot, version)
         if record.active is not None and (self.config.staged or record.pinned):
             record.candidate, record.stage, record.share_bp = version.id, "shadow", 0
@@ -558,8 +579,23 @@ class PolicyManager:
             ),
         )
 
-    async def _commit(self, *, how: str, actor: str | None = None) -> None:
+    async def _commit_operation(
+        self, slot: Slot, before: SlotRecord, *, how: str, actor: str | None
+    ) -> None:
+        """An operator's change: in the fleet's state first, then here. When the
+        shared store refuses it (unreachable, or another replica changed the state
+        meanwhile), nothing changes here either and the caller is told."""
+        if self.shared is not None:
+            error = await self._publish()
+            if error is not None:
+                slot.record = before
+                raise RolloutError(ErrorCode.ROLLOUT_INVALID, error)
+        await self._commit(how=how, actor=actor, publish=False)
+
+    async def _commit(self, *, how: str, actor: str | None = None, publish: bool = True) -> None:
         """Install the snapshot, persist state, tell listeners what became active."""
+        if publish and how != "sync":
+            await self._publish()  # best effort: a lost race is settled by the next sync
         before = self._installed
         self._install(self.snapshot())
         for slot in self.slots.values():
@@ -574,6 +610,112 @@ class PolicyManager:
             active = slot.active
             if active is not None and before.get(t) != active.id:
                 await self.events.activated(t, active, how, actor)
+
+    # -- the fleet's state (shared between replicas) ---------------------------------------
+    @staticmethod
+    def _shared_view(slot: Slot) -> SharedSlot:
+        r = slot.record
+        return SharedSlot(r.active, r.candidate, r.stage, r.share_bp, r.by, r.pinned)
+
+    async def _publish(self) -> str | None:
+        """Write the slots whose state differs from the fleet's; None when done (or
+        nothing to do), else why not."""
+        if self.shared is None:
+            return None
+        changed = {
+            t: view
+            for t, slot in self.slots.items()
+            if (view := self._shared_view(slot)) != self._shared_seen.get(t)
+        }
+        if not changed:
+            return None
+        archives = {
+            vid: self.slots[t].versions[vid].archive
+            for t, view in changed.items()
+            for vid in (view.active, view.candidate)
+            if vid is not None and vid in self.slots[t].versions
+        }
+        try:
+            revision = await self.shared.write(self._shared_rev, changed, archives)
+        except SharedStateError as exc:
+            self.shared_error = str(exc)
+            return f"the shared rollout state cannot be written: {exc}"
+        if revision is None:
+            return "another gateway changed the rollout state at the same time; check and retry"
+        self._shared_rev = revision
+        self._shared_seen.update(changed)
+        self.shared_error = None
+        return None
+
+    async def sync_shared(self, *, install: bool = True) -> bool:
+        """Apply what other replicas changed since the last read; True if anything did."""
+        if self.shared is None:
+            return False
+        try:
+            revision, slots = await self.shared.read()
+        except SharedStateError as exc:
+            self.shared_error = str(exc)  # keep serving this replica's own state
+            return False
+        self.shared_error = None
+        if revision == self._shared_rev:
+            return False
+        changed = False
+        async with self._lock:
+            for tenant, desired in slots.items():
+                slot = self.slots.get(tenant)
+                if slot is None or self._shared_view(slot) == desired:
+                    continue
+                try:
+                    await self._apply_shared(slot, desired)
+                except BundleError as exc:  # a named archive missing or not verifying
+                    self._report(slot, "failed", None, exc)
+                    continue
+                changed = True
+            self._shared_rev, self._shared_seen = revision, dict(slots)
+            if changed and install:
+                await self._commit(how="sync")
+        return changed
+
+    async def _apply_shared(self, slot: Slot, desired: SharedSlot) -> None:
+        assert self.shared is not None
+        for vid in (desired.active, desired.candidate):
+            if vid is None:
+                continue
+            known = slot.versions.get(vid)
+            if known is None:  # published by another replica before this one saw it
+                data = await self.shared.archive(vid)
+                if data is None:
+                    raise BundleError(
+                        BundleErrorCode.SOURCE_UNAVAILABLE,
+                        f"the shared rollout state names {vid} but holds no archive of it",
+                    )
+                version = await asyncio.to_thread(self._load, slot.tenant, data, "shared")
+                if version.id != vid:
+                    raise BundleError(
+                        BundleErrorCode.FILE_MISMATCH, f"the shared archive of {vid} is not it"
+                    )
+                self._remember(slot, version)
+            elif known.compiled is None:
+                try:
+                    await self._loaded(slot, known)
+                except RolloutError as exc:
+                    raise BundleError(BundleErrorCode.FILE_MISMATCH, exc.message) from None
+        record = slot.record
+        if desired.active is not None and desired.active != record.active:
+            record.active = desired.active
+            record.activations.append(desired.active)
+        record.candidate, record.stage = desired.candidate, desired.stage
+        record.share_bp, record.by, record.pinned = desired.share_bp, desired.by, desired.pinned
+
+    async def _shared_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_seconds)
+            try:
+                await self.sync_shared()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let a bug stop the loop
+                self.shared_error = f"sync: {exc!r}"
 
     # -- operations (control API and CLI) -------------------------------------------------
     def _slot(self, tenant: str) -> Slot:
@@ -619,10 +761,12 @@ class PolicyManager:
         actor: str | None = None,
     ) -> dict[str, Any]:
         """shadow | canary (with ``percent``) | enforce, for the candidate or a named version."""
+        await self.sync_shared()  # act on what the fleet serves now
         async with self._lock:
             slot = self._slot(tenant)
             target = await self._loaded(slot, self._version(slot, version))
             record = slot.record
+            before = SlotRecord.from_dict(record.to_dict())
             if stage == "enforce":
                 self._activate(slot, target.id)
                 record.pinned = False
@@ -650,7 +794,7 @@ class PolicyManager:
                     ErrorCode.ROLLOUT_INVALID,
                     f"stage must be shadow, canary or enforce, not {stage!r}",
                 )
-            await self._commit(how=f"promote:{stage}", actor=actor)
+            await self._commit_operation(slot, before, how=f"promote:{stage}", actor=actor)
             return self.slot_status(slot)
 
     async def rollback(
@@ -658,9 +802,11 @@ class PolicyManager:
     ) -> dict[str, Any]:
         """Make an earlier version active (by default the one before the current),
         drop any candidate, and pin the slot against automatic activation."""
+        await self.sync_shared()
         async with self._lock:
             slot = self._slot(tenant)
             record = slot.record
+            before = SlotRecord.from_dict(record.to_dict())
             if to is None:
                 earlier = [v for v in reversed(record.activations) if v != record.active]
                 if not earlier:
@@ -675,7 +821,7 @@ class PolicyManager:
             record.activations.append(target.id)
             record.candidate, record.stage, record.share_bp = None, None, 0
             record.pinned = True
-            await self._commit(how="rollback", actor=actor)
+            await self._commit_operation(slot, before, how="rollback", actor=actor)
             return self.slot_status(slot)
 
     # -- status --------------------------------------------------------------------------
@@ -702,6 +848,11 @@ class PolicyManager:
             "consecutive_failures": slot.failures,
             "last_error": slot.last_error,
             "last_fetch_at": slot.last_fetch_at,
+            "shared": (
+                None
+                if self.shared is None
+                else {"revision": self._shared_rev, "error": self.shared_error}
+            ),
         }
 
     def status(self, tenants: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from aegis.bundles import (
 )
 from aegis.bundles.history import VersionHistory
 from aegis.bundles.manager import SHARED, TENANT_ROOT, ManagerConfig, PolicyManager, Version
+from aegis.bundles.shared import PostgresRolloutStore
 from aegis.bundles.sources import BundleSource
 from aegis.pipeline import PolicyStore
 from aegis.policy.compiled import CompiledPolicy
@@ -143,5 +144,12 @@ def build_policy_manager(
         ),
         history=VersionHistory(settings.state_dir),
         events=events,
+        shared=(
+            PostgresRolloutStore(
+                settings.shared_state_dsn, table_prefix=settings.shared_state_table_prefix
+            )
+            if settings.shared_state_dsn
+            else None
+        ),
     )
     return manager, events
