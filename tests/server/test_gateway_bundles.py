@@ -7,12 +7,14 @@ import hashlib
 import io
 import json
 import threading
+import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from click.testing import CliRunner
 
 from aegis.bundles import (
@@ -26,6 +28,7 @@ from aegis.cli.main import cli
 from aegis.identity.keys import SigningKey
 from aegis.server import build_gateway
 from aegis.settings import AegisSettings
+from services import PG_DSN, require_postgres
 
 SECRET = "policy-owner-secret"
 
@@ -418,3 +421,84 @@ def test_signed_bundles_over_http_refuse_bad_ones_and_keep_serving(tmp_path: Pat
     assert [e["code"] for e in refused] == [
         "bundle.file_mismatch", "bundle.unsigned", "bundle.unknown_key"
     ]  # fmt: skip
+
+
+def test_two_replicas_follow_one_rollback(tmp_path: Path) -> None:
+    """`aegis policy promote` on one gateway and `rollback` on another: both serve
+    the same version within a poll interval (shared state in PostgreSQL, for real)."""
+    require_postgres()
+    prefix = f"t_{uuid.uuid4().hex[:12]}"
+    folder = tmp_path / "policy"
+    folder.mkdir()
+
+    def publish(v: str) -> None:
+        (tmp_path / "next.yaml").write_text(version_text(v, EXPECT[v][0], filler=3))
+        (tmp_path / "next.yaml").replace(folder / "policy.yaml")
+
+    publish("v1")
+    replicas = []
+    for name in ("a", "b"):
+        home = tmp_path / name
+        home.mkdir()
+        replicas.append(
+            build_gateway(
+                settings(
+                    home,
+                    paths=[str(folder)],
+                    rollout="staged",
+                    poll_seconds=0.1,
+                    shared_state_dsn=PG_DSN,
+                    shared_state_table_prefix=prefix,
+                ),
+                log_stream=io.StringIO(),
+            )
+        )
+
+    async def scenario() -> None:
+        ports = [await g.start() for g in replicas]
+        servers = [f"http://127.0.0.1:{p['api']}" for p in ports]
+
+        async def aegis(server: str, *args: str) -> tuple[int, Any]:
+            argv = ["policy", *args, "--server", server, "--token", SECRET, "--json"]
+            result = await asyncio.to_thread(CliRunner().invoke, cli, argv)
+            return result.exit_code, json.loads(result.output) if result.output else None
+
+        async def versions() -> list[str]:
+            out = []
+            for server in servers:
+                async with httpx.AsyncClient(base_url=server) as api:
+                    out.append((await api.post("/v1/decide", json=lookup())).json())
+            return [d["policy_version"] for d in out]
+
+        async def until(expected: list[str]) -> None:
+            for _ in range(60):
+                if await versions() == expected:
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"{await versions()} != {expected}")
+
+        try:
+            await until(["v1", "v1"])
+            publish("v2")  # both replicas see it as a shadow candidate
+            for g in replicas:
+                slot = g.policy.slots[""]  # type: ignore[union-attr]
+                for _ in range(60):
+                    if slot.record.candidate is not None:
+                        break
+                    await asyncio.sleep(0.05)
+            code, out = await aegis(servers[0], "promote", "--stage", "enforce", "--reason", "go")
+            assert code == 0, out
+            await until(["v2", "v2"])
+            code, out = await aegis(servers[1], "rollback", "--reason", "refunds blocked")
+            assert code == 0, out
+            await until(["v1", "v1"])
+            _, status = await aegis(servers[0], "status")
+            (slot,) = status["slots"]
+            assert slot["pinned"] and slot["shared"]["error"] is None
+        finally:
+            for g in replicas:
+                await g.stop()
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f"DROP TABLE IF EXISTS {prefix}_state, {prefix}_archives")
+
+    asyncio.run(scenario())
