@@ -9,33 +9,21 @@ native engine on every call it was compared on.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchmark_runner import run_benchmark
+
 pytest.importorskip("regorus")
 
-ROOT = Path(__file__).resolve().parents[2]
 SPREAD_KEYS = {"runs", "median_s", "min_s", "max_s"}
 LATENCY_KEYS = {"samples", "p50_us", "p99_us", "mean_us", "max_us"}
 
 
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bundles", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)  # exactly one JSON document on stdout
+    doc = run_benchmark("bundles", "--quick")
     assert isinstance(doc, dict)
     return doc
 

@@ -8,31 +8,19 @@ the generated call mix really produces every outcome.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmark_runner import run_benchmark
+
 OUTCOMES = {"allow", "deny", "sanitize", "approval_needed"}
 LATENCY_KEYS = {"p50_us", "p90_us", "p99_us", "max_us"}
 
 
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.engine", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)  # exactly one JSON document on stdout
+    doc = run_benchmark("engine", "--quick", timeout=600)
     assert isinstance(doc, dict)
     return doc
 

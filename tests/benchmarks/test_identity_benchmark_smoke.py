@@ -6,30 +6,18 @@ that both gateways answered every request, and that both decided alike.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmark_runner import run_benchmark
+
 MODES = ("unverified", "tokens")
 
 
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.identity", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)  # exactly one JSON document on stdout
+    doc = run_benchmark("identity", "--quick")
     assert isinstance(doc, dict)
     return doc
 

@@ -7,25 +7,11 @@ mixed two versions, both versions answered, and the gateway counted its reloads.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from benchmark_runner import run_benchmark
 
 
 def test_reload_benchmark_quick() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.reload", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads(proc.stdout)
+    doc = run_benchmark("reload", "--quick")
     assert doc["failed_calls"] == {"steady": 0, "reload": 0}
     assert doc["mixed_versions"] == 0
     assert doc["met"] is True

@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from aegis.bundles.history import SlotRecord
 from aegis.storage.postgres import LazyConnection
 
 _IDENT: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
@@ -44,19 +45,9 @@ class SharedSlot:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> SharedSlot:
-        def opt(key: str) -> str | None:
-            value = raw.get(key)
-            return value if isinstance(value, str) else None
-
-        share = raw.get("share_bp", 0)
-        return cls(
-            active=opt("active"),
-            candidate=opt("candidate"),
-            stage=opt("stage"),
-            share_bp=share if isinstance(share, int) and not isinstance(share, bool) else 0,
-            by=opt("by") or "agent",
-            pinned=raw.get("pinned") is True,
-        )
+        """Read leniently, as a replica's own state.json is (the same fields)."""
+        r = SlotRecord.from_dict(raw)
+        return cls(r.active, r.candidate, r.stage, r.share_bp, r.by, r.pinned)
 
 
 class SharedStateError(Exception):

@@ -3,36 +3,21 @@ it should. No timing is asserted (benchmarks/api/README.md: figures are for peop
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[3]
+from benchmark_runner import run_benchmark
 
 
 def test_benchmark_runs_and_reports() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.api",
-            "--duration",
-            "0.3",
-            "--warmup",
-            "0.1",
-            "--connections",
-            "1,2",
-            "--no-wrk",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    report = run_benchmark(
+        "api",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--connections",
+        "1, 2",
+        "--no-wrk",
         timeout=180,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)  # exactly one JSON document on stdout
     assert report["config"]["connections"] == [1, 2]
     assert report["config"]["keep_alive"] is True and report["config"]["pipelining"] is False
     assert report["machine"]["cpu_count"] >= 1 and "note" in report["machine"]

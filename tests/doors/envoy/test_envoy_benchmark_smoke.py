@@ -5,24 +5,11 @@ No timing is asserted (test machines are noisy); the figures are for people.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-from envoy_rig import REPO
+from benchmark_runner import run_benchmark
 
 
 def test_envoy_benchmark_quick_run() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.envoy", "--quick", "--no-pin"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = run_benchmark("envoy", "--quick", "--no-pin")
     for section in ("aegis", "baseline_bare"):
         result = report[section]
         assert result["answered"] == result["requests"] > 0

@@ -3,35 +3,13 @@ No timing is asserted (benchmarks/mcp/README.md says how to read them)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[3]
+from benchmark_runner import run_benchmark
 
 
 def test_benchmark_quick_inproc_run() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.mcp",
-            "--calls",
-            "50",
-            "--warmup",
-            "10",
-            "--modes",
-            "inproc",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    report = run_benchmark(
+        "mcp", "--calls", "50", "--warmup", "10", "--modes", "inproc", timeout=120
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout)
     assert report["target_added_p99_ms"] == 1.0
     mode = report["modes"]["inproc"]
     for side in ("direct", "proxy"):

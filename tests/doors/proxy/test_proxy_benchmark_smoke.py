@@ -7,30 +7,18 @@ positive and ordered, and the run was as large as asked.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from benchmark_runner import run_benchmark
+
 SECTIONS = ("http_keepalive", "connect_roundtrip", "connect_setup")
 
 
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.proxy", "--requests", "300"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)  # exactly one JSON document on stdout
+    doc = run_benchmark("proxy", "--requests", "300")
     assert isinstance(doc, dict)
     return doc
 
