@@ -294,6 +294,7 @@ def test_tenant_bundles_staged_rollout_and_rollback_by_command(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     kinds: Counter[str] = Counter()
     activations = []
+    shadowed: list[dict[str, Any]] = []
     for line in exported.read_text().splitlines():
         record = json.loads(line).get("record")
         if record is None:
@@ -303,9 +304,17 @@ def test_tenant_bundles_staged_rollout_and_rollback_by_command(tmp_path: Path) -
         if kind == "policy_activation":
             body = record["body"]
             activations.append((record.get("tenant"), body["version"], body["bundle"]["how"]))
+        if kind == "decision" and record["body"]["shadow"] is not None:
+            shadowed.append(record["body"])
     assert kinds["rollout"] == 3  # canary, enforce, rollback (refusals change nothing)
     assert ("acme", "v2", "promote:enforce") in activations
     assert ("acme", "v1", "rollback") in activations
+    # the differences seen in shadow and canary are in the record, version named
+    assert shadowed
+    for body in shadowed:
+        other = {"v1": "v2", "v2": "v1"}[body["policy_version"]]
+        assert body["shadow"]["policy_version"] == other
+        assert body["shadow"]["outcome"] == EXPECT[other][0]
 
 
 class _BundleHandler(BaseHTTPRequestHandler):

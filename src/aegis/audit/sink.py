@@ -91,6 +91,9 @@ class AuditSink:
             "kind": str(policy.kind_of(call)),
             "door": ctx.door,
             "redactions": [r.to_dict() for r in redactions],
+            # What shadow rules or the other version in a rollout would have decided
+            # (only where it differs): the record a policy owner reviews before promoting.
+            "shadow": d.shadow.to_dict() if d.shadow is not None else None,
             "destination": call.destination,
             # A decimal string: RFC 8785 writes floats in ECMAScript form, and a
             # string keeps this body free of them (see below) and exact.

@@ -123,6 +123,8 @@ class TelemetryEvidence:
         if d.shadow is not None:
             attributes["aegis.shadow.decision"] = str(d.shadow.outcome)
             attributes["aegis.shadow.rule_ids"] = list(d.shadow.rule_ids)
+            if d.shadow.policy_version is not None:  # another version in a rollout
+                attributes["aegis.shadow.policy_version"] = d.shadow.policy_version
         if result.error is not None:
             attributes["aegis.error"] = str(result.error)
         span = self.tracer.start_span(
@@ -182,6 +184,7 @@ class TelemetryEvidence:
             approval_id=d.approval_id,
             redactions=[r.to_dict() for r in d.redactions],
             shadow=str(d.shadow.outcome) if d.shadow else None,
+            shadow_policy_version=d.shadow.policy_version if d.shadow else None,
             latency_us=round((end_ns - start_ns) / 1000, 1),
             trace_id=trace_id or None,
             span_id=span_id or None,
