@@ -21,14 +21,10 @@ from aegis.bundles import (
     sign_bundle,
 )
 from aegis.bundles.history import VersionHistory
-from aegis.bundles.manager import (
-    SHARED,
-    ManagerConfig,
-    PolicyManager,
-    RolloutError,
-    Version,
-)
+from aegis.bundles.manager import ManagerConfig, PolicyManager, RolloutError
 from aegis.bundles.sources import DirectorySource, FileSource
+from aegis.bundles.tenancy import SHARED
+from aegis.bundles.versions import Version
 from aegis.core.call import parse_call
 from aegis.core.decision import Outcome
 from aegis.errors import ErrorCode

@@ -19,9 +19,10 @@ import psycopg
 import pytest
 
 from aegis.bundles import BundleError, PublicKey, keyring, sign_bundle
-from aegis.bundles.manager import SHARED, ManagerConfig, PolicyManager, RolloutError
+from aegis.bundles.manager import ManagerConfig, PolicyManager, RolloutError
 from aegis.bundles.shared import PostgresRolloutStore, SharedSlot, SharedStateError
 from aegis.bundles.sources import DirectorySource, FileSource
+from aegis.bundles.tenancy import SHARED
 from aegis.errors import ErrorCode
 from aegis.identity.keys import SigningKey
 from bundles.test_manager import Harness, decide, policy_text, write_policy

@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 
-from aegis.bundles.manager import SHARED, ManagerConfig, PolicyManager
+from aegis.bundles.manager import ManagerConfig, PolicyManager
 from aegis.bundles.sources import DirectorySource
+from aegis.bundles.tenancy import SHARED
 from aegis.control import OperatorStore, hash_secret
 from aegis.control.api import build_control_routes
 from aegis.http.router import Router

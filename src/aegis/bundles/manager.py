@@ -28,26 +28,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
-import json
-import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from aegis.bundles.archive import read_archive
 from aegis.bundles.errors import BundleError, BundleErrorCode
 from aegis.bundles.history import SlotRecord, VersionHistory
 from aegis.bundles.layout import Manifest
+from aegis.bundles.quiet import QuietLoad
 from aegis.bundles.shared import SharedRolloutStore, SharedSlot, SharedStateError
 from aegis.bundles.signing import MANIFEST_FILE, PublicKey
 from aegis.bundles.sources import BundleSource, BundleSourceError, backoff_delay
-from aegis.bundles.verify import LoadedBundle, load_bundle
+from aegis.bundles.tenancy import SHARED, check_tenant_bundle, unavailable_policy
+from aegis.bundles.verify import load_bundle
+from aegis.bundles.versions import Slot, Version
 from aegis.errors import AegisError, ErrorCode
-from aegis.policy.compiled import CompiledPolicy
-from aegis.policy.compiler import compile_text
 from aegis.policy.rollout import (
     BASIS_POINTS,
     CanaryBy,
@@ -57,133 +54,9 @@ from aegis.policy.rollout import (
     TenantPolicy,
 )
 
-SHARED: Final = ""
-TENANT_ROOT: Final = "tenants"
-
-_UNAVAILABLE = """\
-apiVersion: aegis.dev/v1
-kind: Policy
-metadata: {{name: bundle-unavailable, version: unavailable}}
-defaults:
-  outcome: deny
-  reason: {reason}
-"""
-
-
-#: The GIL switch interval while a reload compiles (CPython's default is 5 ms).
-RELOAD_SWITCH_INTERVAL: Final = 0.0005
-
-
-class _QuietLoad:
-    """Keep a reload from stalling the event loop that serves decisions.
-
-    A reload compiles in a worker thread, but the GIL is shared. Two things
-    measured under load (benchmarks/reload, 5,000 rules) stall the loop:
-
-    - CPython hands the GIL over every ``sys.getswitchinterval()`` (5 ms), and
-      the loop releases it at every poll for I/O, so each of its turns waited up
-      to 5 ms: decisions per second fell to a third. 0.5 ms turns keep most of
-      the throughput.
-    - The compile allocates ~300k long-lived objects, which set off full
-      collections of 150--200 ms each, holding the GIL throughout. A load makes
-      no cyclic garbage (measured: a collection after it frees nothing, and a
-      dropped policy is freed by reference counting), so with ``quiet_gc`` the
-      collector is paused for the load and the result frozen out of later full
-      collections (``gc.freeze``, as the gateway does with its start-up heap).
-      The load is also faster: 0.72 s instead of 1.1--1.4 s.
-
-    Process-wide settings, so nested loads (several tenants) share one change,
-    undone by the last to finish.
-    """
-
-    def __init__(self, quiet_gc: bool) -> None:
-        self.quiet_gc = quiet_gc
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._saved = 0.0
-        self._gc_was_enabled = False
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if self._depth == 0:
-                self._saved = sys.getswitchinterval()
-                sys.setswitchinterval(min(self._saved, RELOAD_SWITCH_INTERVAL))
-                if self.quiet_gc:
-                    self._gc_was_enabled = gc.isenabled()
-                    gc.disable()
-            self._depth += 1
-
-    def __exit__(self, *_exc: object) -> None:
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0:
-                sys.setswitchinterval(self._saved)
-                if self.quiet_gc and self._gc_was_enabled:
-                    gc.freeze()
-                    gc.enable()
-
 
 class RolloutError(AegisError):
     """A promote or rollback that cannot be done (``rollout.*``); nothing changed."""
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Version:
-    """One accepted bundle. Only the active version and the candidate keep their
-    compiled policy in memory (a 5,000-rule policy is ~75 MB); the others keep
-    their archive and are loaded -- and verified -- again when promoted or
-    rolled back to."""
-
-    id: str  # the policy files' bundle hash ("sha256:<hex>")
-    revision: str
-    policy_version: str
-    rules: int
-    manifest: Manifest
-    archive: bytes
-    origin: str
-    loaded_at: str
-    compiled: CompiledPolicy | None = None
-
-    @property
-    def policy(self) -> CompiledPolicy:
-        if self.compiled is None:  # the manager compiles before it serves a version
-            raise RuntimeError(f"version {self.id} is not loaded")
-        return self.compiled
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "revision": self.revision,
-            "policy_version": self.policy_version,
-            "rules": self.rules,
-            "origin": self.origin,
-            "loaded_at": self.loaded_at,
-        }
-
-
-@dataclass(slots=True)
-class Slot:
-    tenant: str
-    source: BundleSource | None
-    record: SlotRecord = field(default_factory=SlotRecord)
-    versions: dict[str, Version] = field(default_factory=dict)
-    failures: int = 0
-    counts: dict[str, int] = field(
-        default_factory=lambda: {"activated": 0, "candidate": 0, "unchanged": 0, "failed": 0}
-    )
-    last_error: dict[str, str] | None = None
-    last_fetch_at: str | None = None
-    unavailable: CompiledPolicy | None = None
-
-    @property
-    def active(self) -> Version | None:
-        rid = self.record.active
-        return self.versions.get(rid) if rid is not None else None
-
-    @property
-    def candidate(self) -> Version | None:
-        rid = self.record.candidate
-        return self.versions.get(rid) if rid is not None else None
 
 
 class ManagerEvents(Protocol):
@@ -208,42 +81,12 @@ class ManagerConfig:
     staged: bool = False
     keep_versions: int = 20
     #: Pause the cyclic collector while a reload compiles and freeze the result
-    #: (see _QuietLoad); for a server process that owns its GC policy.
+    #: (see aegis.bundles.quiet.QuietLoad); for a server process that owns its GC policy.
     quiet_gc: bool = False
 
 
 def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _segments(root: str) -> list[str]:
-    return [part for part in root.strip("/").split("/") if part]
-
-
-def check_tenant_bundle(tenant: str, bundle: LoadedBundle) -> None:
-    """A tenant's bundle may claim only ``tenants/<tenant>/...`` and scope rules to it.
-
-    OPA refuses bundles whose roots overlap (two bundles would own the same
-    data); a tenant bundle rooted anywhere else -- ``""`` claims everything --
-    could overlap another tenant's, so it is refused before it could.
-    """
-    for root in bundle.manifest.roots:
-        parts = _segments(root)
-        if parts[:2] != [TENANT_ROOT, tenant]:
-            raise BundleError(
-                BundleErrorCode.ROOTS_OVERLAP,
-                f"tenant {tenant!r} bundle root {root!r} is outside {TENANT_ROOT}/{tenant} "
-                "and could overlap another tenant's (build it with --root "
-                f"{TENANT_ROOT}/{tenant})",
-            )
-    for rule in bundle.compiled_policy.rules:
-        if rule.tenants is not None and rule.tenants != frozenset({tenant}):
-            others = ", ".join(sorted(rule.tenants - {tenant})) or "none"
-            raise BundleError(
-                BundleErrorCode.TENANT_MISMATCH,
-                f"rule {rule.id!r} in tenant {tenant!r}'s bundle is scoped to other tenants "
-                f"({others}); a tenant's bundle decides only its own calls",
-            )
 
 
 class PolicyManager:
@@ -273,7 +116,7 @@ class PolicyManager:
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._installed: dict[str, str | None] = {}
-        self._switching = _QuietLoad(self.config.quiet_gc)
+        self._switching = QuietLoad(self.config.quiet_gc)
         #: The fleet's rollout state (None: this gateway alone decides its state).
         self.shared = shared
         self._shared_rev = 0
@@ -563,8 +406,7 @@ class PolicyManager:
         if active is None:
             if slot.unavailable is None:
                 why = slot.last_error["message"] if slot.last_error else "not loaded yet"
-                reason = f"the policy bundle for tenant {slot.tenant!r} is unavailable: {why}"
-                slot.unavailable = compile_text(_UNAVAILABLE.format(reason=_yaml_str(reason)))
+                slot.unavailable = unavailable_policy(slot.tenant, why)
             return TenantPolicy(slot.unavailable)
         candidate = slot.candidate
         if candidate is None or slot.record.stage is None:
@@ -861,8 +703,3 @@ class PolicyManager:
             for tenant, slot in sorted(self.slots.items())
             if tenants is None or tenant in tenants
         ]
-
-
-def _yaml_str(text: str) -> str:
-    """A double-quoted YAML scalar (JSON strings are valid YAML 1.2 flow scalars)."""
-    return json.dumps(text)

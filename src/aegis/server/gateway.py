@@ -31,7 +31,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from aegis import __version__
 from aegis.audit.sink import AuditSink
 from aegis.audit.store import AuditStoreError
-from aegis.bundles.manager import SHARED, PolicyManager
+from aegis.bundles.manager import PolicyManager
+from aegis.bundles.tenancy import SHARED
 from aegis.doors.api import build_api_routes, refusal_counter
 from aegis.doors.envoy import MappingConfig, build_authz_http_handler, build_envoy_grpc_server
 from aegis.doors.mcp import build_mcp_proxy, load_config

@@ -14,9 +14,11 @@ from aegis.bundles import (
     open_source,
 )
 from aegis.bundles.history import VersionHistory
-from aegis.bundles.manager import SHARED, TENANT_ROOT, ManagerConfig, PolicyManager, Version
+from aegis.bundles.manager import ManagerConfig, PolicyManager
 from aegis.bundles.shared import PostgresRolloutStore
 from aegis.bundles.sources import BundleSource
+from aegis.bundles.tenancy import SHARED, TENANT_ROOT
+from aegis.bundles.versions import Version
 from aegis.pipeline import PolicyStore
 from aegis.policy.compiled import CompiledPolicy
 from aegis.policy.compiler import compile_text
