@@ -406,8 +406,10 @@ class HttpSource:
 
     def _client_for_loop(self) -> httpx.AsyncClient:
         if self._client is None:
+            # trust_env=False: settings are read once, from aegis.yaml; proxies,
+            # .netrc or CA bundles named in the environment do not steer fetches.
             self._client = httpx.AsyncClient(
-                follow_redirects=False, timeout=httpx.Timeout(self.timeout)
+                follow_redirects=False, timeout=httpx.Timeout(self.timeout), trust_env=False
             )
         return self._client
 
