@@ -34,6 +34,7 @@ class BundleSourceSettings(_Section):
     source: str = Field(min_length=1)
     headers: dict[str, str] = Field(default_factory=dict, description="Sent with HTTP fetches.")
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    ca_file: Path | None = None  # PEM CA for an https:// source; relative to the config
 
 
 class PolicySettings(_Section):
@@ -272,9 +273,16 @@ def load_settings(path: Path | None) -> AegisSettings:
         "public_key_paths": [_under(base, p) for p in pol.public_key_paths],
         "state_dir": None if pol.state_dir is None else _under(base, pol.state_dir),
         "bundles": [
-            b
-            if b.source.lower().startswith(("http://", "https://"))
-            else b.model_copy(update={"source": str(_under(base, Path(b.source)))})
+            b.model_copy(
+                update={
+                    "ca_file": None if b.ca_file is None else _under(base, b.ca_file),
+                    **(
+                        {}
+                        if b.source.lower().startswith(("http://", "https://"))
+                        else {"source": str(_under(base, Path(b.source)))}
+                    ),
+                }
+            )
             for b in pol.bundles
         ],
     }

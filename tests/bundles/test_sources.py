@@ -428,3 +428,111 @@ def test_backoff_delay_full_jitter() -> None:
         assert 0.0 <= backoff_delay(n, base=2.0, cap=30.0) <= 30.0
     with pytest.raises(ValueError, match="negative"):
         backoff_delay(1, base=-1.0, cap=1.0)
+
+
+# -- TLS: a private bundle server ---------------------------------------------------------
+
+
+def _ca_and_server_cert(tmp: Path, name: str) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a certificate it issues for 127.0.0.1 (RFC 5280 profile
+    basics: CA basicConstraints, an IP subjectAltName), as PEM files."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_pem, cert_pem, key_pem = tmp / f"{name}-ca.pem", tmp / f"{name}.pem", tmp / f"{name}.key"
+    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_pem, cert_pem, key_pem
+
+
+def test_https_source_verifies_the_server_with_the_configured_ca(
+    tmp_path: Path, bundle: bytes
+) -> None:
+    import ssl
+
+    ca, cert, key = _ca_and_server_cert(tmp_path, "bundles")
+    other_ca, _, _ = _ca_and_server_cert(tmp_path, "other")
+    srv = BundleServer(bundle)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    srv.socket = tls.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    url = srv.url.replace("http://", "https://")
+    try:
+        trusted = open_source(url, ca_file=ca, timeout=5)
+        fetched = asyncio.run(trusted.fetch())
+        assert fetched.data == bundle
+        assert load_bundle(fetched.data).compiled_policy.rules
+        for source in (open_source(url, timeout=5), open_source(url, ca_file=other_ca, timeout=5)):
+            with pytest.raises(BundleSourceError) as info:
+                asyncio.run(source.fetch())
+            assert info.value.code is ErrorCode.BUNDLE_SOURCE_UNAVAILABLE
+            assert "CERTIFICATE_VERIFY_FAILED" in info.value.message
+    finally:
+        srv.shutdown()
+        thread.join()
+        srv.server_close()

@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import os
 import random
+import ssl
 import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -381,6 +382,7 @@ class HttpSource:
         headers: Mapping[str, str] | None = None,
         timeout: float = 10.0,
         max_bytes: int = MAX_TOTAL_BYTES,
+        ca_file: Path | None = None,
     ) -> None:
         if urlsplit(url).scheme not in ("http", "https"):
             raise ValueError("an HTTP bundle source needs an http:// or https:// URL")
@@ -389,6 +391,11 @@ class HttpSource:
         self.timeout = timeout
         self.max_bytes = max_bytes
         self._headers = dict(headers or {})
+        # A private bundle server's CA (PEM); None: httpx's default bundle (certifi).
+        # Verification is never off: a bundle fetched from an impostor is a policy.
+        self._tls: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
+        )
         self._client: httpx.AsyncClient | None = None
         self._etag: str | None = None
         self._digest: str | None = None
@@ -409,7 +416,10 @@ class HttpSource:
             # trust_env=False: settings are read once, from aegis.yaml; proxies,
             # .netrc or CA bundles named in the environment do not steer fetches.
             self._client = httpx.AsyncClient(
-                follow_redirects=False, timeout=httpx.Timeout(self.timeout), trust_env=False
+                follow_redirects=False,
+                timeout=httpx.Timeout(self.timeout),
+                trust_env=False,
+                verify=self._tls,
             )
         return self._client
 
@@ -476,12 +486,15 @@ def open_source(
     timeout: float = 10.0,
     max_bytes: int = MAX_TOTAL_BYTES,
     roots: Sequence[str] | None = None,
+    ca_file: Path | None = None,
 ) -> BundleSource:
     """An http(s) URL -> HttpSource; an existing folder -> DirectorySource; else a file.
 
     ``roots`` applies to a folder of policy sources, which this side builds."""
     if spec.lower().startswith(("http://", "https://")):
-        return HttpSource(spec, headers=headers, timeout=timeout, max_bytes=max_bytes)
+        return HttpSource(
+            spec, headers=headers, timeout=timeout, max_bytes=max_bytes, ca_file=ca_file
+        )
     if Path(spec).is_dir():
         return DirectorySource(spec, max_bytes=max_bytes, roots=roots)
     return FileSource(spec, max_bytes=max_bytes)

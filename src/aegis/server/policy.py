@@ -3,6 +3,7 @@ turned into metrics, log lines and audit records (docs/bundles.md "Serving")."""
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from aegis.audit.sink import AuditSink
@@ -126,8 +127,9 @@ def build_policy_manager(
                 headers=entry.headers,
                 timeout=entry.timeout_seconds,
                 roots=[f"{TENANT_ROOT}/{entry.tenant}"] if entry.tenant else None,
+                ca_file=entry.ca_file,
             )
-        except ValueError as exc:
+        except (ValueError, OSError, ssl.SSLError) as exc:  # a bad URL or CA file
             raise ConfigError(f"policy.bundles: {exc}") from None
         sources.append((entry.tenant, source))
     events = GatewayPolicyEvents(metrics, log)
