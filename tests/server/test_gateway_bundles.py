@@ -220,7 +220,7 @@ def test_tenant_bundles_staged_rollout_and_rollback_by_command(tmp_path: Path) -
                 return body
 
         async def wait_for(predicate: Any) -> None:
-            for _ in range(100):
+            for _ in range(200):
                 if predicate():
                     return
                 await asyncio.sleep(0.05)
@@ -394,7 +394,7 @@ def test_signed_bundles_over_http_refuse_bad_ones_and_keep_serving(tmp_path: Pat
 
                 async def served(body: bytes, failed: int) -> None:
                     server.body = body
-                    for _ in range(100):
+                    for _ in range(200):
                         if slot.counts["failed"] >= failed and slot.last_fetch_at:
                             break
                         await asyncio.sleep(0.05)
@@ -413,7 +413,7 @@ def test_signed_bundles_over_http_refuse_bad_ones_and_keep_serving(tmp_path: Pat
                     assert slot.last_error is not None and slot.last_error["code"] == code
                     assert await version() == ("v1", "allow")  # the last good one
                 server.body = bundle("v2", key)
-                for _ in range(100):
+                for _ in range(200):
                     if await version() == ("v2", "deny"):
                         break
                     await asyncio.sleep(0.05)
@@ -480,7 +480,7 @@ def test_two_replicas_follow_one_rollback(tmp_path: Path) -> None:
             return [d["policy_version"] for d in out]
 
         async def until(expected: list[str]) -> None:
-            for _ in range(60):
+            for _ in range(200):
                 if await versions() == expected:
                     return
                 await asyncio.sleep(0.05)
@@ -491,7 +491,7 @@ def test_two_replicas_follow_one_rollback(tmp_path: Path) -> None:
             publish("v2")  # both replicas see it as a shadow candidate
             for g in replicas:
                 slot = g.policy.slots[""]  # type: ignore[union-attr]
-                for _ in range(60):
+                for _ in range(200):
                     if slot.record.candidate is not None:
                         break
                     await asyncio.sleep(0.05)
