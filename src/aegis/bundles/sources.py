@@ -128,7 +128,23 @@ def _settled(mtimes_ns: Iterable[int]) -> bool:
 # -- files ------------------------------------------------------------------------------
 
 
-class FileSource:
+class _LocalSource:
+    """A source on this machine's disk, read in a worker thread so the event loop
+    that serves decisions never waits on it."""
+
+    name: str
+
+    async def fetch(self) -> Fetched:
+        return await asyncio.to_thread(self._fetch)
+
+    async def aclose(self) -> None:
+        return None
+
+    def _fetch(self) -> Fetched:
+        raise NotImplementedError
+
+
+class FileSource(_LocalSource):
     """A bundle archive file. Reads run in a worker thread (the loop never blocks)."""
 
     def __init__(self, path: Path | str, *, max_bytes: int = MAX_TOTAL_BYTES) -> None:
@@ -137,12 +153,6 @@ class FileSource:
         self.max_bytes = max_bytes
         self._stat: tuple[int, int, int] | None = None
         self._digest: str | None = None
-
-    async def fetch(self) -> Fetched:
-        return await asyncio.to_thread(self._fetch)
-
-    async def aclose(self) -> None:
-        return None
 
     def _fetch(self) -> Fetched:
         try:
@@ -215,7 +225,7 @@ def _check_caps(root: Path, fingerprint: _Fingerprint) -> None:
         raise BundleError(BundleErrorCode.TOO_LARGE, f"{root}: over {MAX_TOTAL_BYTES} bytes")
 
 
-class DirectorySource:
+class DirectorySource(_LocalSource):
     """An unpacked bundle (has ``.manifest``) or a folder of policy sources.
 
     An unpacked bundle is re-packed as is (``.signatures.json`` included), so its
@@ -240,12 +250,6 @@ class DirectorySource:
         self.roots = tuple(roots) if roots else None
         self._fingerprint: _Fingerprint | None = None
         self._digest: str | None = None
-
-    async def fetch(self) -> Fetched:
-        return await asyncio.to_thread(self._fetch)
-
-    async def aclose(self) -> None:
-        return None
 
     def _fetch(self) -> Fetched:
         try:
@@ -298,7 +302,7 @@ class DirectorySource:
         return write_archive(files)
 
 
-class PolicyPathsSource:
+class PolicyPathsSource(_LocalSource):
     """Policy files and folders as ``policy.paths`` lists them, built into one bundle.
 
     The gateway's default source: a folder of YAML policies edited in place is
@@ -312,12 +316,6 @@ class PolicyPathsSource:
         self.max_bytes = max_bytes
         self._fingerprint: tuple[_Fingerprint, ...] | None = None
         self._digest: str | None = None
-
-    async def fetch(self) -> Fetched:
-        return await asyncio.to_thread(self._fetch)
-
-    async def aclose(self) -> None:
-        return None
 
     def _scan_all(self) -> tuple[_Fingerprint, ...]:
         out: list[_Fingerprint] = []
