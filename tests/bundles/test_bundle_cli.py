@@ -5,6 +5,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from aegis.bundles import load_bundle
 from aegis.bundles.signing import PublicKey
 from aegis.cli.main import cli
 from aegis.identity.keys import SigningKey
@@ -57,3 +58,23 @@ def test_input_errors_exit_3(tmp_path: Path) -> None:
         cli, ["bundle", "build", str(tmp_path / "p.yaml"), "-o", str(tmp_path / "o.tar.gz")]
     )
     assert result.exit_code == 1
+
+
+def test_build_a_tenant_bundle_checks_it_as_the_gateway_will(tmp_path: Path) -> None:
+    """--tenant roots the bundle at tenants/<tenant> and refuses rules of other tenants
+    at build time, with the code the gateway would refuse it with."""
+    runner = CliRunner()
+    out = tmp_path / "acme.tar.gz"
+    # the egress example's document is acme's (metadata.tenant: acme)
+    ok = runner.invoke(cli, ["bundle", "build", str(EXAMPLES / "egress"), "-o", str(out),
+                             "--tenant", "acme"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    assert load_bundle(out).manifest.roots == ("tenants/acme",)
+    wrong = runner.invoke(cli, ["bundle", "build", str(EXAMPLES / "egress"), "-o",
+                                str(tmp_path / "x.tar.gz"), "--tenant", "globex"])  # fmt: skip
+    assert wrong.exit_code == 1
+    assert "bundle.tenant_mismatch" in wrong.output
+    assert not (tmp_path / "x.tar.gz").exists()
+    both = runner.invoke(cli, ["bundle", "build", str(EXAMPLES / "egress"), "-o", str(out),
+                               "--tenant", "acme", "--root", "x"])  # fmt: skip
+    assert both.exit_code == 2

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from aegis.bundles import BundleError, PublicKey, build_bundle, keyring, load_bundle, sign_bundle
+from aegis.bundles.tenancy import TENANT_ROOT, check_tenant_bundle
 from aegis.identity.keys import SigningKey
 
 EXIT_OK = 0
@@ -83,6 +84,11 @@ def bundle_group() -> None:
 @click.option("--root", "roots", multiple=True, help="A root the bundle owns (repeatable).")
 @click.option("--data", "data_path", type=click.Path(path_type=Path), help="JSON for data.json.")
 @click.option("--author", help="Author (default: the git commit's author).")
+@click.option(
+    "--tenant",
+    help="Build a tenant's own bundle: root tenants/<tenant>, and every rule must be "
+    "that tenant's (checked now, as the gateway will).",
+)
 def build_cmd(
     *,
     paths: tuple[Path, ...],
@@ -91,8 +97,13 @@ def build_cmd(
     roots: tuple[str, ...],
     data_path: Path | None,
     author: str | None,
+    tenant: str | None,
 ) -> None:
     """Compile policy files or folders into a deterministic bundle archive."""
+    if tenant is not None:
+        if roots:
+            raise click.UsageError("--tenant sets the root (tenants/<tenant>); drop --root")
+        roots = (f"{TENANT_ROOT}/{tenant}",)
     data: Any = None
     if data_path is not None:
         try:
@@ -112,6 +123,8 @@ def build_cmd(
             author=author,
             built_at=built_at,
         )
+        if tenant is not None:
+            check_tenant_bundle(tenant, load_bundle(bundle))
     except BundleError as exc:
         _bundle_failure(exc)
     _write(output, bundle)
