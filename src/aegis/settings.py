@@ -35,6 +35,17 @@ class BundleSourceSettings(_Section):
     headers: dict[str, str] = Field(default_factory=dict, description="Sent with HTTP fetches.")
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     ca_file: Path | None = None  # PEM CA for an https:// source; relative to the config
+    subtree: bool = Field(
+        default=False,
+        description="The source is a bundle of several tenants; this tenant decides by "
+        "its tenants/<tenant> part (build with `aegis bundle build --tenants`).",
+    )
+
+    @model_validator(mode="after")
+    def _subtree_is_a_tenants(self) -> BundleSourceSettings:
+        if self.subtree and not self.tenant:
+            raise ValueError("subtree needs a tenant: the shared policy is a whole bundle")
+        return self
 
 
 class PolicySettings(_Section):

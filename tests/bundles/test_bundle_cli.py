@@ -78,3 +78,27 @@ def test_build_a_tenant_bundle_checks_it_as_the_gateway_will(tmp_path: Path) -> 
     both = runner.invoke(cli, ["bundle", "build", str(EXAMPLES / "egress"), "-o", str(out),
                                "--tenant", "acme", "--root", "x"])  # fmt: skip
     assert both.exit_code == 2
+
+
+def test_build_a_bundle_of_several_tenants(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for tenant, example in (("acme", "egress"), ("acme2", "deploy")):
+        folder = tmp_path / "src" / "tenants" / tenant
+        folder.mkdir(parents=True)
+        text = (EXAMPLES / example / "policy.yaml").read_text()
+        (folder / "policy.yaml").write_text(text.replace("tenant: acme", f"tenant: {tenant}"))
+    out = tmp_path / "all.tar.gz"
+    ok = runner.invoke(cli, ["bundle", "build", str(tmp_path / "src"), "-o", str(out), "--tenants"])
+    assert ok.exit_code == 0, ok.output
+    assert load_bundle(out, subtree="tenants/acme2").manifest.roots == (
+        "tenants/acme",
+        "tenants/acme2",
+    )
+    assert all(
+        "/acme2/" in rule.source.file
+        for rule in load_bundle(out, subtree="tenants/acme2").compiled_policy.rules
+    )
+    mixed = runner.invoke(
+        cli, ["bundle", "build", str(tmp_path / "src"), "-o", str(out), "--tenants", "--root", "x"]
+    )
+    assert mixed.exit_code == 2

@@ -479,3 +479,91 @@ def test_only_serving_versions_stay_compiled_and_others_reload_verified(tmp_path
         assert m.status()[0]["active"]["policy_version"] == "v1"
 
     asyncio.run(run())
+
+
+# -- several tenants in one bundle ---------------------------------------------------------
+
+
+def _multi(tmp: Path, texts: dict[str, str]) -> Path:
+    root = tmp / f"multi-{abs(hash(tuple(sorted(texts.items()))))}"
+    shutil.rmtree(root, ignore_errors=True)
+    for tenant, text in texts.items():
+        write_policy(root / "tenants" / tenant, text)
+    return root
+
+
+def test_a_bundle_of_several_tenants_is_built_per_tenant_and_served_per_tenant(
+    tmp_path: Path,
+) -> None:
+    from aegis.bundles import read_archive, write_archive
+    from aegis.bundles.layout import Manifest
+    from aegis.bundles.verify import policy_files_hash
+
+    folder = _multi(tmp_path, {"acme": policy_text(1), "globex": policy_text(2, lookup="deny")})
+    data = build_bundle([folder], built_at=WHEN, use_git=False, tenant_subtrees=True)
+    files = read_archive(data)
+    manifest = Manifest.parse(files[".manifest"])
+    assert manifest.roots == ("tenants/acme", "tenants/globex")
+    assert "policy.rego" not in files  # one Rego package holds one policy
+    # the build refuses what the gateway would
+    with pytest.raises(BundleError) as info:
+        build_bundle(
+            [_multi(tmp_path, {"acme": policy_text(1), "globex": policy_text(2, tenant="acme")})],
+            use_git=False,
+            tenant_subtrees=True,
+        )
+    assert info.value.code is ErrorCode.BUNDLE_TENANT_MISMATCH
+    stray = _multi(tmp_path, {"acme": policy_text(1)})
+    write_policy(stray / "elsewhere", policy_text(9))
+    with pytest.raises(BundleError) as info:
+        build_bundle([stray], use_git=False, tenant_subtrees=True)
+    assert info.value.code is ErrorCode.BUNDLE_POLICY_INVALID
+
+    key = SigningKey.generate()
+    path = tmp_path / "tenants.tar.gz"
+    path.write_bytes(sign_bundle(data, key))
+    shared = tmp_path / "shared.tar.gz"
+    shared.write_bytes(bundle_bytes(tmp_path, policy_text(0), key=key))
+    harness = Harness()
+    m = PolicyManager(
+        [
+            (SHARED, FileSource(shared)),
+            ("acme", FileSource(path)),
+            ("globex", FileSource(path)),
+        ],
+        harness.install,
+        config=ManagerConfig(keys=keyring([PublicKey.of(key)]), require_signature=True),
+        subtrees={"acme", "globex"},
+    )
+
+    async def run() -> None:
+        await m.start(poll=False)
+        p = harness.current
+        assert decide(p, "crm.lookup", tenant="acme").policy_version == "v1"
+        assert decide(p, "crm.lookup", tenant="globex").policy_version == "v2"
+        assert decide(p, "crm.lookup", tenant="initech").policy_version == "v0"
+        # next release: globex moves on, acme's part is broken -- signed all the same
+        nxt = dict(read_archive(data))
+        nxt["tenants/acme/policy.yaml"] = b"apiVersion: aegis.dev/v1\nkind: Policy\nrules: [\n"
+        nxt["tenants/globex/policy.yaml"] = policy_text(3).encode()
+        nxt.pop(".signatures.json", None)
+        meta = dict(manifest.metadata)
+        meta["aegis"] = {**meta["aegis"], "bundle_id": policy_files_hash(nxt)}
+        nxt[".manifest"] = Manifest(manifest.revision, manifest.roots, meta).to_bytes()
+        path.write_bytes(sign_bundle(write_archive(nxt), key))
+        error = await m.poll(m.slots["acme"])
+        assert error is not None and error.code is ErrorCode.BUNDLE_POLICY_INVALID
+        assert await m.poll(m.slots["globex"]) is None
+        p = harness.current
+        assert decide(p, "crm.lookup", tenant="acme").policy_version == "v1"  # last good
+        assert decide(p, "crm.lookup", tenant="globex").policy_version == "v3"
+        # a tampered release is refused for every tenant in it
+        tampered = read_archive(path.read_bytes())
+        tampered["tenants/globex/policy.yaml"] += b"\n# changed after signing\n"
+        path.write_bytes(write_archive(tampered))
+        for tenant in ("acme", "globex"):
+            error = await m.poll(m.slots[tenant])
+            assert error is not None and error.code is ErrorCode.BUNDLE_FILE_MISMATCH
+        assert decide(harness.current, "crm.lookup", tenant="globex").policy_version == "v3"
+
+    asyncio.run(run())

@@ -14,6 +14,7 @@ from aegis.bundles.archive import write_archive
 from aegis.bundles.errors import BundleError, BundleErrorCode
 from aegis.bundles.layout import DATA_FILE, REGO_FILE, Manifest, is_bundle_policy_file
 from aegis.bundles.signing import MANIFEST_FILE
+from aegis.bundles.tenancy import TENANT_ROOT, check_tenant_rules
 from aegis.bundles.verify import compile_files, policy_files_hash
 from aegis.policy.compiled import CompiledPolicy
 from aegis.policy.compiler import named_policy_files
@@ -60,6 +61,26 @@ def _rego(compiled: CompiledPolicy) -> tuple[bytes | None, dict[str, Any]]:
     return text.encode("utf-8"), {"included": True, "unsupported": unsupported}
 
 
+def _check_tenant_subtrees(files: Mapping[str, bytes], *, compile_parts: bool) -> list[str]:
+    """Check each ``tenants/<tenant>/`` part (compiled on its own); return the roots."""
+    parts: dict[str, dict[str, bytes]] = {}
+    for name, body in files.items():
+        segments = name.split("/")
+        if len(segments) < 3 or segments[0] != TENANT_ROOT:
+            raise BundleError(
+                BundleErrorCode.POLICY_INVALID,
+                f"{name!r} is not under {TENANT_ROOT}/<tenant>/ (a bundle of several "
+                "tenants holds nothing else)",
+            )
+        parts.setdefault(segments[1], {})[name] = body
+    if not parts:
+        raise BundleError(BundleErrorCode.POLICY_INVALID, "bundle holds no policy files")
+    for tenant, part in sorted(parts.items()):
+        if compile_parts:
+            check_tenant_rules(tenant, compile_files(part))
+    return [f"{TENANT_ROOT}/{tenant}" for tenant in sorted(parts)]
+
+
 def build_bundle(
     paths: Sequence[Path],
     *,
@@ -71,6 +92,7 @@ def build_bundle(
     source_commit: str | None = None,
     use_git: bool = True,
     compile_policy: bool = True,
+    tenant_subtrees: bool = False,
 ) -> bytes:
     """Compile ``paths`` (refusing an invalid set) and pack them as a bundle archive.
 
@@ -80,6 +102,11 @@ def build_bundle(
     ``compile_policy=False`` is for a gateway's own sources, whose loader compiles
     the bundle anyway: the files are hashed for the bundle id, not compiled, and
     no ``policy.rego`` is generated -- half the work of a hot reload.
+
+    ``tenant_subtrees``: several tenants in one bundle. Every policy file must lie
+    under ``tenants/<tenant>/``; each tenant's files are compiled (and checked to
+    be that tenant's) on their own, the roots are ``tenants/<tenant>`` for each,
+    and no ``policy.rego`` is generated (one Rego package holds one policy).
     """
     files: dict[str, bytes] = {}
     try:
@@ -94,6 +121,10 @@ def build_bundle(
         raise BundleError(
             BundleErrorCode.POLICY_INVALID, f"cannot read {exc.filename}: {exc.strerror}"
         ) from None
+    if tenant_subtrees:
+        # Each part compiled on its own (a gateway source leaves that to its loader).
+        roots = _check_tenant_subtrees(files, compile_parts=compile_policy)
+        compile_policy = False  # the whole is not one policy
     # From the bytes just read, as load_bundle will read them: a file edited
     # during the build cannot give a manifest that disagrees with its files.
     compiled = compile_files(files) if compile_policy else None
@@ -107,7 +138,8 @@ def build_bundle(
             files[REGO_FILE] = rego_text
         bundle_id, policy_version = compiled.bundle_hash, compiled.version
     else:
-        rego_note = {"included": False, "reason": "built by a gateway source"}
+        reason = "several tenants' policies" if tenant_subtrees else "built by a gateway source"
+        rego_note = {"included": False, "reason": reason}
         bundle_id, policy_version = policy_files_hash(files), None
     when = (built_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     manifest = Manifest(

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -41,7 +41,7 @@ from aegis.bundles.quiet import QuietLoad
 from aegis.bundles.shared import SharedRolloutStore, SharedSlot, SharedStateError
 from aegis.bundles.signing import MANIFEST_FILE, PublicKey
 from aegis.bundles.sources import BundleSource, BundleSourceError, backoff_delay
-from aegis.bundles.tenancy import SHARED, check_tenant_bundle, unavailable_policy
+from aegis.bundles.tenancy import SHARED, TENANT_ROOT, check_tenant_bundle, unavailable_policy
 from aegis.bundles.verify import load_bundle
 from aegis.bundles.versions import Slot, Version
 from aegis.errors import AegisError, ErrorCode
@@ -102,7 +102,10 @@ class PolicyManager:
         events: ManagerEvents | None = None,
         clock: Callable[[], str] = _now,
         shared: SharedRolloutStore | None = None,
+        subtrees: Collection[str] = (),
     ) -> None:
+        """``subtrees``: tenants whose source is a bundle of several tenants, of which
+        each decides by its own ``tenants/<tenant>`` part."""
         self.config = config or ManagerConfig()
         self.history = history or VersionHistory(None)
         self.events = events
@@ -112,7 +115,9 @@ class PolicyManager:
         for tenant, source in sources:
             if tenant in self.slots:
                 raise ValueError(f"two bundle sources for tenant {tenant or '(shared)'!r}")
-            self.slots[tenant] = Slot(tenant, source)
+            self.slots[tenant] = Slot(tenant, source, subtree=tenant in subtrees)
+        if SHARED in subtrees:
+            raise ValueError("the shared policy is a whole bundle, not a tenant's part of one")
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self._installed: dict[str, str | None] = {}
@@ -304,12 +309,17 @@ class PolicyManager:
 
     def _load(self, tenant: str, data: bytes, origin: str) -> Version:
         cfg = self.config
+        subtree = self.slots[tenant].subtree
         with self._switching:
             bundle = load_bundle(
-                data, keys=cfg.keys, require_signature=cfg.require_signature, scope=cfg.scope
+                data,
+                keys=cfg.keys,
+                require_signature=cfg.require_signature,
+                scope=cfg.scope,
+                subtree=f"{TENANT_ROOT}/{tenant}" if subtree else None,
             )
         if tenant != SHARED:
-            check_tenant_bundle(tenant, bundle)
+            check_tenant_bundle(tenant, bundle, shared_bundle=subtree)
         policy = bundle.compiled_policy
         return Version(
             id=policy.bundle_hash,

@@ -241,8 +241,11 @@ class DirectorySource(_LocalSource):
         *,
         max_bytes: int = MAX_TOTAL_BYTES,
         roots: Sequence[str] | None = None,
+        tenant_subtrees: bool = False,
     ) -> None:
         self.path = Path(path)
+        #: A folder of tenants/<tenant>/ folders, built as a bundle of several tenants.
+        self.tenant_subtrees = tenant_subtrees
         self.name = str(self.path)
         self.max_bytes = max_bytes
         #: Manifest roots for a bundle built from policy sources (a tenant's own
@@ -267,6 +270,7 @@ class DirectorySource(_LocalSource):
                 built_at=_EPOCH,
                 compile_policy=False,
                 roots=self.roots,
+                tenant_subtrees=self.tenant_subtrees,
             )
         if len(data) > self.max_bytes:
             raise BundleSourceError(
@@ -485,6 +489,7 @@ def open_source(
     max_bytes: int = MAX_TOTAL_BYTES,
     roots: Sequence[str] | None = None,
     ca_file: Path | None = None,
+    tenant_subtrees: bool = False,
 ) -> BundleSource:
     """An http(s) URL -> HttpSource; an existing folder -> DirectorySource; else a file.
 
@@ -494,5 +499,7 @@ def open_source(
             spec, headers=headers, timeout=timeout, max_bytes=max_bytes, ca_file=ca_file
         )
     if Path(spec).is_dir():
-        return DirectorySource(spec, max_bytes=max_bytes, roots=roots)
+        return DirectorySource(
+            spec, max_bytes=max_bytes, roots=roots, tenant_subtrees=tenant_subtrees
+        )
     return FileSource(spec, max_bytes=max_bytes)

@@ -29,23 +29,39 @@ def _segments(root: str) -> list[str]:
     return [part for part in root.strip("/").split("/") if part]
 
 
-def check_tenant_bundle(tenant: str, bundle: LoadedBundle) -> None:
+def check_tenant_bundle(tenant: str, bundle: LoadedBundle, *, shared_bundle: bool = False) -> None:
     """A tenant's bundle may claim only ``tenants/<tenant>/...`` and scope rules to it.
 
     OPA refuses bundles whose roots overlap (two bundles would own the same
     data); a tenant bundle rooted anywhere else -- ``""`` claims everything --
     could overlap another tenant's, so it is refused before it could.
+    ``shared_bundle``: the tenant's part of a bundle holding several tenants,
+    whose roots are each ``tenants/<someone>`` and include this tenant's.
     """
+    mine = [TENANT_ROOT, tenant]
     for root in bundle.manifest.roots:
         parts = _segments(root)
-        if parts[:2] != [TENANT_ROOT, tenant]:
+        inside = parts[:2] == mine or (
+            shared_bundle and len(parts) >= 2 and parts[0] == TENANT_ROOT
+        )
+        if not inside:
             raise BundleError(
                 BundleErrorCode.ROOTS_OVERLAP,
                 f"tenant {tenant!r} bundle root {root!r} is outside {TENANT_ROOT}/{tenant} "
-                "and could overlap another tenant's (build it with --root "
-                f"{TENANT_ROOT}/{tenant})",
+                "and could overlap another tenant's (build it with --tenant "
+                f"{tenant})",
             )
-    for rule in bundle.compiled_policy.rules:
+    if shared_bundle and not any(_segments(root)[:2] == mine for root in bundle.manifest.roots):
+        raise BundleError(
+            BundleErrorCode.ROOTS_OVERLAP,
+            f"the bundle does not claim {TENANT_ROOT}/{tenant} among its roots",
+        )
+    check_tenant_rules(tenant, bundle.compiled_policy)
+
+
+def check_tenant_rules(tenant: str, policy: CompiledPolicy) -> None:
+    """Every rule of a tenant's policy is that tenant's (``bundle.tenant_mismatch``)."""
+    for rule in policy.rules:
         if rule.tenants is not None and rule.tenants != frozenset({tenant}):
             others = ", ".join(sorted(rule.tenants - {tenant})) or "none"
             raise BundleError(

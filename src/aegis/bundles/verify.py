@@ -71,12 +71,17 @@ def load_bundle(
     keys: Mapping[str, PublicKey] | None = None,
     require_signature: bool = False,
     scope: str | None = None,
+    subtree: str | None = None,
 ) -> LoadedBundle:
     """Read, check and compile a bundle; BundleError (with a ``bundle.*`` code) on any fault.
 
     The signature is verified when ``keys`` are given or ``require_signature`` is
     set (requiring a signature without keys refuses every bundle: nothing can
     vouch for it). With neither, a ``.signatures.json`` is carried but not trusted.
+
+    ``subtree`` (e.g. ``tenants/acme``): compile only the policy files under it --
+    one tenant's part of a bundle holding several. The signature and the bundle id
+    still cover every file: the bundle is one unit of trust.
     """
     if isinstance(source, bytes):
         data = source
@@ -95,11 +100,22 @@ def load_bundle(
     if raw_manifest is None:
         raise BundleError(BundleErrorCode.MISSING_MANIFEST, "bundle has no .manifest")
     manifest = Manifest.parse(raw_manifest)
-    compiled = compile_files(files)
-    if manifest.bundle_id is not None and manifest.bundle_id != compiled.bundle_hash:
+    if subtree is None:
+        compiled = compile_files(files)
+        actual = compiled.bundle_hash
+    else:
+        prefix = subtree.strip("/") + "/"
+        part = {name: body for name, body in files.items() if name.startswith(prefix)}
+        if not any(is_bundle_policy_file(name) for name in part):
+            raise BundleError(
+                BundleErrorCode.POLICY_INVALID, f"bundle holds no policy files under {subtree}"
+            )
+        compiled = compile_files(part)
+        actual = policy_files_hash(files)  # the whole set's id, not the part's
+    if manifest.bundle_id is not None and manifest.bundle_id != actual:
         raise BundleError(
             BundleErrorCode.FILE_MISMATCH,
-            f"policy files hash to {compiled.bundle_hash}, the manifest says {manifest.bundle_id}",
+            f"policy files hash to {actual}, the manifest says {manifest.bundle_id}",
         )
     return LoadedBundle(manifest, files, compiled, signature)
 

@@ -49,6 +49,8 @@ class Version:
 class Slot:
     tenant: str
     source: BundleSource | None
+    #: The tenant's policy is its ``tenants/<tenant>`` part of a bundle of several.
+    subtree: bool = False
     record: SlotRecord = field(default_factory=SlotRecord)
     versions: dict[str, Version] = field(default_factory=dict)
     failures: int = 0

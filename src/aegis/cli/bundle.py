@@ -89,6 +89,13 @@ def bundle_group() -> None:
     help="Build a tenant's own bundle: root tenants/<tenant>, and every rule must be "
     "that tenant's (checked now, as the gateway will).",
 )
+@click.option(
+    "--tenants",
+    "tenant_subtrees",
+    is_flag=True,
+    help="Build one bundle of several tenants from a folder of tenants/<tenant>/ "
+    "folders: one root each, each part compiled and checked on its own.",
+)
 def build_cmd(
     *,
     paths: tuple[Path, ...],
@@ -98,8 +105,11 @@ def build_cmd(
     data_path: Path | None,
     author: str | None,
     tenant: str | None,
+    tenant_subtrees: bool,
 ) -> None:
     """Compile policy files or folders into a deterministic bundle archive."""
+    if tenant_subtrees and (tenant is not None or roots):
+        raise click.UsageError("--tenants sets the roots (tenants/<tenant> each); drop the rest")
     if tenant is not None:
         if roots:
             raise click.UsageError("--tenant sets the root (tenants/<tenant>); drop --root")
@@ -122,6 +132,7 @@ def build_cmd(
             data=data,
             author=author,
             built_at=built_at,
+            tenant_subtrees=tenant_subtrees,
         )
         if tenant is not None:
             check_tenant_bundle(tenant, load_bundle(bundle))

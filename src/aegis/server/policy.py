@@ -126,8 +126,13 @@ def build_policy_manager(
                 entry.source,
                 headers=entry.headers,
                 timeout=entry.timeout_seconds,
-                roots=[f"{TENANT_ROOT}/{entry.tenant}"] if entry.tenant else None,
+                roots=(
+                    [f"{TENANT_ROOT}/{entry.tenant}"]
+                    if entry.tenant and not entry.subtree
+                    else None
+                ),
                 ca_file=entry.ca_file,
+                tenant_subtrees=entry.subtree,
             )
         except (ValueError, OSError, ssl.SSLError) as exc:  # a bad URL or CA file
             raise ConfigError(f"policy.bundles: {exc}") from None
@@ -148,6 +153,7 @@ def build_policy_manager(
         ),
         history=VersionHistory(settings.state_dir),
         events=events,
+        subtrees=[b.tenant for b in settings.bundles if b.subtree],
         shared=(
             PostgresRolloutStore(
                 settings.shared_state_dsn, table_prefix=settings.shared_state_table_prefix
