@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
 from aegis import __version__
@@ -33,4 +35,9 @@ cli.add_command(bundle_group)
 
 
 def main() -> None:
+    # joserfc warns on every use of the JOSE "EdDSA" identifier, which RFC 9864
+    # deprecates in favour of the fully specified "Ed25519". Tokens and bundle
+    # signatures still carry "EdDSA", the identifier deployed verifiers know; on a
+    # terminal the warning is noise, not news for the operator.
+    warnings.filterwarnings("ignore", message="EdDSA is deprecated via RFC 9864")
     cli()
