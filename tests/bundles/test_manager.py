@@ -155,6 +155,7 @@ def test_a_changed_folder_is_activated_and_a_broken_one_keeps_the_last_good(
     status = m.status()[0]
     assert status["active"]["policy_version"] == "v2"
     assert status["reloads"]["activated"] == 2  # v1 at start, v2
+    assert status["last_load_seconds"] is not None and status["last_load_seconds"] > 0
     assert status["reloads"]["failed"] == 1
     assert status["last_error"]["code"] == "bundle.policy_invalid"
     assert [r[1] for r in events.reloads] == [

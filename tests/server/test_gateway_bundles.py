@@ -156,6 +156,7 @@ def test_hot_reload_under_load_fails_no_call_and_mixes_no_versions(tmp_path: Pat
             await gateway.stop()
         assert 'aegis_policy_reloads_total{result="activated",tenant=""}' in metrics
         assert "aegis_policy_active_info{" in metrics
+        assert 'aegis_policy_load_seconds_count{tenant=""}' in metrics
 
     asyncio.run(scenario())
     assert swaps == 12

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -300,6 +301,7 @@ class PolicyManager:
             self._report(slot, "failed", None, error)
             return error
         slot.failures = 0
+        slot.last_load_seconds = version.load_seconds
         async with self._lock:
             result = self._accept(slot, version)
             self._report(slot, result, version, None)
@@ -309,6 +311,7 @@ class PolicyManager:
 
     def _load(self, tenant: str, data: bytes, origin: str) -> Version:
         cfg = self.config
+        started = time.perf_counter()
         subtree = self.slots[tenant].subtree
         with self._switching:
             bundle = load_bundle(
@@ -331,6 +334,7 @@ class PolicyManager:
             origin=origin,
             loaded_at=self._clock(),
             compiled=policy,
+            load_seconds=time.perf_counter() - started,
         )
 
     def _accept(self, slot: Slot, version: Version) -> str:
@@ -700,6 +704,9 @@ class PolicyManager:
             "consecutive_failures": slot.failures,
             "last_error": slot.last_error,
             "last_fetch_at": slot.last_fetch_at,
+            "last_load_seconds": (
+                None if slot.last_load_seconds is None else round(slot.last_load_seconds, 4)
+            ),
             "shared": (
                 None
                 if self.shared is None

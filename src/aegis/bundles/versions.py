@@ -27,6 +27,8 @@ class Version:
     origin: str
     loaded_at: str
     compiled: CompiledPolicy | None = None
+    #: How long reading, verifying and compiling it took (0 when restored lazily).
+    load_seconds: float = 0.0
 
     @property
     def policy(self) -> CompiledPolicy:
@@ -59,6 +61,7 @@ class Slot:
     )
     last_error: dict[str, str] | None = None
     last_fetch_at: str | None = None
+    last_load_seconds: float | None = None
     unavailable: CompiledPolicy | None = None
 
     @property

@@ -65,6 +65,7 @@ class GatewayPolicyEvents:
                 serving="the last good version",
             )
         elif version is not None:
+            self.metrics.policy_load_seconds.labels(tenant).observe(version.load_seconds)
             self.log.info(
                 "policy.reloaded",
                 tenant=tenant,
@@ -72,6 +73,7 @@ class GatewayPolicyEvents:
                 version=version.policy.version,
                 revision=version.revision,
                 bundle_hash=version.id,
+                load_seconds=round(version.load_seconds, 4),
             )
 
     async def activated(self, tenant: str, version: Version, how: str, actor: str | None) -> None:

@@ -65,6 +65,13 @@ class GatewayMetrics:
             ["tenant", "result"],
             registry=self.registry,
         )
+        self.policy_load_seconds = Histogram(
+            "aegis_policy_load_seconds",
+            "Reading, verifying and compiling a new policy version, off the event loop.",
+            ["tenant"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
         self.policy_active = Gauge(
             "aegis_policy_active_info",
             "1 for the policy version each tenant is decided by ('' is the shared policy).",
