@@ -47,6 +47,11 @@ def _print_slot(slot: dict[str, Any]) -> None:
         "  reloads    "
         + ", ".join(f"{k} {v}" for k, v in reloads.items())
         + f"; consecutive failures {slot.get('consecutive_failures', 0)}"
+        + (
+            f"; last load {slot['last_load_seconds']} s"
+            if slot.get("last_load_seconds") is not None
+            else ""
+        )
     )
     error = slot.get("last_error")
     if isinstance(error, dict):
