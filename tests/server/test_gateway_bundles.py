@@ -273,6 +273,14 @@ def test_tenant_bundles_staged_rollout_and_rollback_by_command(tmp_path: Path) -
             assert set(tenants) == {"", "acme"}
             assert tenants["acme"]["active"]["policy_version"] == "v1"
             assert len(tenants["acme"]["versions"]) == 2
+            human = await asyncio.to_thread(
+                CliRunner().invoke,
+                cli,
+                ["policy", "status", "--tenant", "acme", "--server", server, "--token", SECRET],
+            )
+            assert human.exit_code == 0, human.output
+            assert "active" in human.output and ", v1)" in human.output
+            assert "pinned     yes" in human.output and "last load" in human.output
             # a broken acme bundle: acme keeps v1, the shared policy is untouched
             acme_bundle.write_bytes(b"\x1f\x8b\x08 truncated")
             await wait_for(lambda: slot.counts["failed"] > 0)
