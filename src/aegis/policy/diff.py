@@ -24,15 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from aegis.core.call import ToolCall, parse_call
 from aegis.core.decision import Decision
 from aegis.errors import CallError, Diagnostic, ErrorCode
 from aegis.policy.compiled import CompiledPolicy, CompiledRule
 from aegis.policy.engine import decide
-from aegis.policy.source import read_source
-from aegis.policy.testing import TestSuite, suite_files
+from aegis.policy.testing import read_suite, suite_files
 
 # -- inputs -----------------------------------------------------------------------
 
@@ -514,20 +513,11 @@ def _suites_in(folder: Path) -> list[Path]:
 
 def _suite_calls(file: Path, name: str, default_now: datetime) -> CallInputs:
     found = CallInputs()
-    parsed = read_source(file)
-    if isinstance(parsed, Diagnostic):
-        found.unparsed.append(Unparsed(_where(name, parsed), str(parsed.code), parsed.message))
-        return found
-    try:
-        suite = TestSuite.model_validate(parsed.data)
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            line, _ = parsed.locate(tuple(err["loc"]))
-            where = ".".join(str(p) for p in err["loc"])
+    suite = read_suite(file)
+    if isinstance(suite, list):
+        for problem in suite:
             found.unparsed.append(
-                Unparsed(
-                    f"{name}:{line}", str(ErrorCode.TEST_INVALID_SUITE), f"{where}: {err['msg']}"
-                )
+                Unparsed(_where(name, problem), str(problem.code), problem.message)
             )
         return found
     for case in suite.tests:

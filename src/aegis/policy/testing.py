@@ -205,6 +205,31 @@ def suite_files(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
+def read_suite(file: Path) -> TestSuite | list[Diagnostic]:
+    """One suite file, read safely and validated; else its problems, each with file,
+    line and column (``test.invalid_suite`` for a suite that does not validate)."""
+    parsed = read_source(file)
+    if isinstance(parsed, Diagnostic):
+        return [parsed]
+    try:
+        return TestSuite.model_validate(parsed.data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            line, col = parsed.locate(tuple(err["loc"]))
+            where = ".".join(str(p) for p in err["loc"])
+            problems.append(
+                Diagnostic(
+                    ErrorCode.TEST_INVALID_SUITE,
+                    f"{where}: {err['msg']}",
+                    file=str(file),
+                    line=line,
+                    column=col,
+                )
+            )
+        return problems
+
+
 def run_suites(paths: Sequence[Path], *, default_now: datetime | None = None) -> SuiteRun:
     """Run every ``*.test.yaml`` under ``paths``; policies compile once per distinct set."""
     run = SuiteRun()
@@ -215,25 +240,9 @@ def run_suites(paths: Sequence[Path], *, default_now: datetime | None = None) ->
         return run
     compiled: dict[tuple[Path, ...], CompiledPolicy | PolicyLoadError] = {}
     for file in files:
-        parsed = read_source(file)
-        if isinstance(parsed, Diagnostic):
-            run.errors.append(parsed)
-            continue
-        try:
-            suite = TestSuite.model_validate(parsed.data)
-        except ValidationError as exc:
-            for err in exc.errors(include_url=False):
-                line, col = parsed.locate(tuple(err["loc"]))
-                where = ".".join(str(p) for p in err["loc"])
-                run.errors.append(
-                    Diagnostic(
-                        ErrorCode.TEST_INVALID_SUITE,
-                        f"{where}: {err['msg']}",
-                        file=str(file),
-                        line=line,
-                        column=col,
-                    )
-                )
+        suite = read_suite(file)
+        if isinstance(suite, list):
+            run.errors.extend(suite)
             continue
         if suite.policies is None:
             targets = tuple(p.resolve() for p in policy_files([file.parent]))
