@@ -59,13 +59,14 @@ class Manifest:
         return cls(revision=revision, roots=tuple(roots), metadata=metadata)
 
 
-def _segments(root: str) -> list[str]:
+def root_segments(root: str) -> list[str]:
+    """A manifest root's path segments (``/a/b/`` -> ``["a", "b"]``; ``""`` -> ``[]``)."""
     return [part for part in root.strip("/").split("/") if part]
 
 
 def roots_overlap(a: str, b: str) -> bool:
     """OPA's rule: two roots overlap when one is a path prefix of the other ("" owns all)."""
-    sa, sb = _segments(a), _segments(b)
+    sa, sb = root_segments(a), root_segments(b)
     n = min(len(sa), len(sb))
     return sa[:n] == sb[:n]
 

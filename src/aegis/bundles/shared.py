@@ -101,10 +101,7 @@ class PostgresRolloutStore:
             try:
                 conn = await self._pg.get()
                 return await work(conn)
-            except psycopg.Error as exc:
-                await self._pg.drop()
-                raise SharedStateError(f"shared rollout state: {exc}") from exc
-            except OSError as exc:
+            except (psycopg.Error, OSError) as exc:  # forget the connection; retry later
                 await self._pg.drop()
                 raise SharedStateError(f"shared rollout state: {exc}") from exc
 

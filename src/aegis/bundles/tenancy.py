@@ -6,6 +6,7 @@ import json
 from typing import Final
 
 from aegis.bundles.errors import BundleError, BundleErrorCode
+from aegis.bundles.layout import root_segments
 from aegis.bundles.verify import LoadedBundle
 from aegis.policy.compiled import CompiledPolicy
 from aegis.policy.compiler import compile_text
@@ -15,18 +16,14 @@ SHARED: Final = ""
 #: Every tenant bundle's roots lie under ``tenants/<tenant>``.
 TENANT_ROOT: Final = "tenants"
 
-_UNAVAILABLE = """\
+_DENY_ALL = """\
 apiVersion: aegis.dev/v1
 kind: Policy
-metadata: {{name: bundle-unavailable, version: unavailable}}
+metadata: {{name: {name}, version: {name}}}
 defaults:
   outcome: deny
   reason: {reason}
 """
-
-
-def _segments(root: str) -> list[str]:
-    return [part for part in root.strip("/").split("/") if part]
 
 
 def check_tenant_bundle(tenant: str, bundle: LoadedBundle, *, shared_bundle: bool = False) -> None:
@@ -40,7 +37,7 @@ def check_tenant_bundle(tenant: str, bundle: LoadedBundle, *, shared_bundle: boo
     """
     mine = [TENANT_ROOT, tenant]
     for root in bundle.manifest.roots:
-        parts = _segments(root)
+        parts = root_segments(root)
         inside = parts[:2] == mine or (
             shared_bundle and len(parts) >= 2 and parts[0] == TENANT_ROOT
         )
@@ -51,7 +48,7 @@ def check_tenant_bundle(tenant: str, bundle: LoadedBundle, *, shared_bundle: boo
                 "and could overlap another tenant's (build it with --tenant "
                 f"{tenant})",
             )
-    if shared_bundle and not any(_segments(root)[:2] == mine for root in bundle.manifest.roots):
+    if shared_bundle and not any(root_segments(root)[:2] == mine for root in bundle.manifest.roots):
         raise BundleError(
             BundleErrorCode.ROOTS_OVERLAP,
             f"the bundle does not claim {TENANT_ROOT}/{tenant} among its roots",
@@ -71,9 +68,16 @@ def check_tenant_rules(tenant: str, policy: CompiledPolicy) -> None:
             )
 
 
+def deny_all_policy(name: str, reason: str) -> CompiledPolicy:
+    """A policy that denies every call with ``reason``: what decides where no real
+    version can (yet) -- never an allow by omission."""
+    # A JSON string is a valid YAML 1.2 double-quoted scalar.
+    return compile_text(_DENY_ALL.format(name=name, reason=json.dumps(reason)), f"<{name}>")
+
+
 def unavailable_policy(tenant: str, why: str) -> CompiledPolicy:
     """Deny everything, naming why: what decides a tenant whose bundle never loaded
     (never the shared policy, which could allow what its own bundle would not)."""
-    reason = f"the policy bundle for tenant {tenant!r} is unavailable: {why}"
-    # A JSON string is a valid YAML 1.2 double-quoted scalar.
-    return compile_text(_UNAVAILABLE.format(reason=json.dumps(reason)))
+    return deny_all_policy(
+        "unavailable", f"the policy bundle for tenant {tenant!r} is unavailable: {why}"
+    )

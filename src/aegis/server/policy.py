@@ -18,29 +18,19 @@ from aegis.bundles.history import VersionHistory
 from aegis.bundles.manager import ManagerConfig, PolicyManager
 from aegis.bundles.shared import PostgresRolloutStore
 from aegis.bundles.sources import BundleSource
-from aegis.bundles.tenancy import SHARED, TENANT_ROOT
+from aegis.bundles.tenancy import SHARED, TENANT_ROOT, deny_all_policy
 from aegis.bundles.versions import Version
 from aegis.pipeline import PolicyStore
 from aegis.policy.compiled import CompiledPolicy
-from aegis.policy.compiler import compile_text
 from aegis.server.errors import ConfigError
 from aegis.settings import PolicySettings
 from aegis.telemetry import GatewayMetrics, JsonLog
-
-_LOADING = """\
-apiVersion: aegis.dev/v1
-kind: Policy
-metadata: {name: loading, version: loading}
-defaults:
-  outcome: deny
-  reason: the policy bundle has not been loaded yet
-"""
 
 
 def loading_policy() -> CompiledPolicy:
     """What the store holds until the first bundle is installed: deny everything.
     No door listens before then; this only keeps the store's type honest."""
-    return compile_text(_LOADING, "<loading>")
+    return deny_all_policy("loading", "the policy bundle has not been loaded yet")
 
 
 class GatewayPolicyEvents:
